@@ -1,0 +1,262 @@
+"""The ``specmatch`` command line. Commands hold no logic: they call the core and map errors to exit codes.
+
+Heavy modules (torch, plugins) are imported inside commands, so ``--help`` and ``--version`` stay fast.
+User mistakes print a message without a traceback: exit code 2 for an invalid recipe, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .core.errors import SpecmatchError
+
+
+class _Group(click.Group):
+    """Turns :class:`SpecmatchError` into a clean message and exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SpecmatchError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _settings(ctx: click.Context) -> dict[str, Any]:
+    return ctx.find_root().obj
+
+
+def _registry(ctx: click.Context, extra_files: tuple = ()):
+    from .core.errors import PluginError
+    from .core.session import get_registry
+
+    s = _settings(ctx)
+    registry = get_registry(plugin_files=[*s["plugin_files"], *extra_files], disabled=s["disabled"])
+    for record in registry.plugins.broken:
+        msg = f"plugin {record.name} ({record.distribution} {record.version}) is broken: {record.reason}"
+        if s["strict"]:
+            raise PluginError(msg + " (--strict-plugins)")
+        click.echo(f"Warning: {msg}", err=True)
+    return registry
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="specmatch")
+@click.option("--plugin-file", "plugin_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Load a local plugin module from this file (repeatable).")
+@click.option("--disable-plugin", "disabled", multiple=True, metavar="DIST",
+              help="Do not load this plugin distribution (repeatable; also SPECMATCH_DISABLE_PLUGINS).")
+@click.option("--strict-plugins", is_flag=True, help="Fail if any plugin is broken.")
+@click.pass_context
+def main(ctx: click.Context, plugin_files: tuple[str, ...], disabled: tuple[str, ...], strict_plugins: bool) -> None:
+    """specmatch: train autoencoders, regularize their latents, and measure how well they diffuse."""
+    ctx.obj = {"plugin_files": list(plugin_files), "disabled": list(disabled), "strict": strict_plugins}
+
+
+# -- components ------------------------------------------------------------------------------------------
+
+@main.group()
+def components() -> None:
+    """List and describe registered components."""
+
+
+def _kind_choice() -> click.Choice:
+    from .core.specs import KINDS
+
+    return click.Choice(sorted(KINDS))
+
+
+@components.command("list")
+@click.option("--kind", type=_kind_choice(), help="Only this kind.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.argument("pattern", required=False)
+@click.pass_context
+def components_list(ctx: click.Context, kind: str | None, as_json: bool, pattern: str | None) -> None:
+    """Every registered component with its provider (PATTERN: fnmatch on names, e.g. 'e*')."""
+    registry = _registry(ctx)
+    specs = registry.search(kind, pattern)
+    rows = [{"kind": s.kind, "name": s.name, "aliases": list(s.aliases), "provider": str(s.provider),
+             "distribution": s.provider.distribution, "version": s.provider.version,
+             "builtin": s.provider.builtin, "summary": s.summary} for s in specs]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no components match")
+        return
+    width = max(len(r["name"]) for r in rows)
+    current = None
+    for r in rows:
+        if r["kind"] != current:
+            current = r["kind"]
+            click.echo(f"\n[{current}]" if current != rows[0]["kind"] else f"[{current}]")
+        click.echo(f"  {r['name']:<{width}}  {r['provider']:<24}  {r['summary']}")
+
+
+@components.command("info")
+@click.argument("kind", type=_kind_choice())
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def components_info(ctx: click.Context, kind: str, name: str, as_json: bool) -> None:
+    """Summary, parameters (name, type, default, doc) and a TOML snippet for one component."""
+    from .core.structure import describe_fields
+    from .docs_render import toml_snippet
+
+    spec = _registry(ctx).get(kind, name)
+    rows = describe_fields(spec.params_class())
+    if as_json:
+        click.echo(json.dumps({"kind": kind, "name": spec.name, "aliases": list(spec.aliases),
+                               "provider": str(spec.provider), "summary": spec.summary, "facts": spec.facts(),
+                               "params": rows}, indent=2, default=str))
+        return
+    click.echo(f"{spec.kind} {spec.name!r} — {spec.summary}")
+    click.echo(f"provider: {spec.provider}   plugin: {spec.provider.plugin}")
+    if spec.aliases:
+        click.echo(f"aliases: {', '.join(spec.aliases)}")
+    for key, value in spec.facts().items():
+        click.echo(f"{key}: {value}")
+    click.echo("")
+    if rows:
+        headers = ("name", "type", "default", "doc")
+        table = [(r["name"], r["type"], repr(r["default"]),
+                  r["doc"] + (f" [{r['constraints']}]" if r["constraints"] else "")) for r in rows]
+        widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(headers[:3])]
+        click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths + [0])).rstrip())
+        for t in table:
+            click.echo("  ".join(c.ljust(w) for c, w in zip(t, widths + [0])).rstrip())
+    else:
+        click.echo("(no parameters)")
+    click.echo("\nTOML:\n" + toml_snippet(spec, rows))
+
+
+# -- plugins ---------------------------------------------------------------------------------------------
+
+@main.group()
+def plugins() -> None:
+    """Plugin distributions and their status."""
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def plugins_list(ctx: click.Context, as_json: bool) -> None:
+    """Each plugin with its status: active, disabled, or broken (and why)."""
+    from .core.errors import PluginConflictError
+    from .core.plugins import load_plugins
+    from .core.registry import Registry
+
+    s = _settings(ctx)
+    loaded = load_plugins(plugin_files=s["plugin_files"], disabled=s["disabled"])
+    conflict = ""
+    try:
+        Registry.build(loaded)  # also marks plugins whose hooks raise as broken
+    except PluginConflictError as exc:
+        conflict = str(exc)
+    if as_json:
+        click.echo(json.dumps([r.to_json() for r in loaded.records], indent=2))
+    else:
+        for r in loaded.records:
+            where = " (builtin)" if r.builtin else ""
+            line = f"{r.name:<44} {r.distribution} {r.version}{where}  {r.status}"
+            if r.reason:
+                line += f": {r.reason}"
+            click.echo(line)
+    if conflict:
+        click.echo(f"Error: {conflict}", err=True)
+        ctx.exit(1)
+    if s["strict"] and loaded.broken:
+        ctx.exit(1)
+
+
+# -- recipes ---------------------------------------------------------------------------------------------
+
+def _load(ctx: click.Context, recipe: str, overrides: tuple[str, ...]):
+    from .core.recipe import load_raw, plugin_files_of, resolve
+
+    raw, _ = load_raw(recipe, overrides)
+    registry = _registry(ctx, tuple(plugin_files_of(raw, Path(recipe))))
+    from .core.recipe import load_recipe
+
+    return load_recipe(recipe, overrides, registry=registry)
+
+
+@main.command()
+@click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key with a TOML literal, e.g. -o train.autoencoder.steps=200.")
+@click.pass_context
+def validate(ctx: click.Context, recipes: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+    """Check recipes without building anything (and without importing torch)."""
+    from .core.errors import RecipeError
+
+    failed = 0
+    for recipe in recipes:
+        try:
+            resolved = _load(ctx, recipe, overrides)
+        except RecipeError as exc:
+            failed += 1
+            click.echo(f"Error: {exc}", err=True)
+            continue
+        for w in resolved.warnings:
+            click.echo(f"Warning: {recipe}: {w}", err=True)
+        click.echo(f"{recipe}: ok")
+    if failed:
+        ctx.exit(2)
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key with a TOML literal (repeatable).")
+@click.option("--output-dir", type=click.Path(file_okay=False), help="Run folder (default: runs/<run.name>).")
+@click.option("--dry-run", is_flag=True, help="Print the resolved recipe and the plan; build nothing.")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Continue from the last checkpoint in the run folder.")
+@click.pass_context
+def run(ctx: click.Context, recipe: str, overrides: tuple[str, ...], output_dir: str | None, dry_run: bool,
+        resume: bool) -> None:
+    """Run a recipe: train the autoencoder, then (if the recipe has one) the denoiser, sample and evaluate."""
+    resolved = _load(ctx, recipe, overrides)
+    for w in resolved.warnings:
+        click.echo(f"Warning: {w}", err=True)
+    out = Path(output_dir) if output_dir else Path("runs") / resolved.recipe.run.name
+    from .core.plan import make_plan
+
+    plan = make_plan(resolved, out)
+    if dry_run:
+        click.echo(resolved.to_toml(header=f"# resolved from {recipe}\n"))
+        click.echo(plan.render())
+        return
+    from .engine.pipeline import run_pipeline
+
+    run_pipeline(resolved, plan, resume=resume)
+
+
+@main.command()
+def env() -> None:
+    """The interpreter, specmatch's location and the plugin switches (for bug reports)."""
+    import os
+    import platform
+
+    click.echo(f"specmatch {__version__} at {Path(__file__).parent}")
+    click.echo(f"python {platform.python_version()} at {sys.executable}")
+    for var in ("SPECMATCH_PLUGINS", "SPECMATCH_DISABLE_PLUGINS", "SPECMATCH_DISABLE_PLUGIN_AUTOLOAD"):
+        click.echo(f"{var}={os.environ.get(var, '')}")
+
+
+def entry() -> None:
+    """Console-script entry point; plugin warnings go to stderr once."""
+    warnings.simplefilter("default")
+    main(prog_name="specmatch")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entry()

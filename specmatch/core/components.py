@@ -1,0 +1,109 @@
+"""What built components look like to the engine (``typing.Protocol``s; no implementations here).
+
+The engine depends only on these shapes, so a third-party autoencoder or regularizer works if it has them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Protocol, runtime_checkable
+
+import attrs
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import Tensor
+
+
+@runtime_checkable
+class Posterior(Protocol):
+    """A latent distribution: ``sample(generator)``, ``mode()``, and ``kl()`` per sample (B,)."""
+
+    mean: "Tensor"
+
+    def sample(self, generator: Optional["torch.Generator"] = None) -> "Tensor": ...
+    def mode(self) -> "Tensor": ...
+    def kl(self) -> "Tensor": ...
+
+
+@runtime_checkable
+class Autoencoder(Protocol):
+    """An ``nn.Module`` mapping images in its pixel range to a posterior over (C, H/f, W/f) latents."""
+
+    latent_channels: int
+    downsample_factor: int
+
+    def encode(self, x: "Tensor") -> Posterior: ...
+    def decode(self, z: "Tensor") -> "Tensor": ...
+
+    @property
+    def encoder_last_layer(self) -> "Tensor": ...   # reference weight for adaptive weights on encoder terms
+    @property
+    def decoder_last_layer(self) -> "Tensor": ...   # ... and on reconstruction / adversarial terms
+
+
+@attrs.frozen(kw_only=True)
+class PairContext:
+    """What a pair transform may use: the step, a per-step generator, and whether we are training."""
+
+    step: int
+    generator: Any  # torch.Generator
+    training: bool
+    downsample_factor: int
+    encode: Optional[Callable[["Tensor"], Posterior]] = None  # for transforms that re-encode (EQ-VAE)
+
+
+@attrs.frozen(kw_only=True)
+class RegularizerInputs:
+    """The read-only record every active regularizer receives once per autoencoder step.
+
+    ``z`` is the sampled latent before pair transforms; ``z_dec``/``target`` are after them, and ``x_hat`` is
+    the decoder output for ``z_dec``. ``decode``/``encode`` run with gradients. ``reconstruction_loss``
+    is the engine's full reconstruction loss (pixel + perceptual), for terms that re-decode transformed
+    latents (EQ-VAE, scale equivariance). ``features`` are the alignment target's teacher features (computed
+    once per step, only when a term needs them).
+    """
+
+    x: "Tensor"
+    posterior: Posterior
+    z: "Tensor"
+    z_dec: "Tensor"
+    target: "Tensor"
+    x_hat: "Tensor"
+    step: int
+    generator: Any
+    decode: Callable[["Tensor"], "Tensor"]
+    encode: Callable[["Tensor"], Posterior]
+    reconstruction_loss: Callable[["Tensor", "Tensor"], "Tensor"]
+    downsample_factor: int
+    features: Optional["Tensor"] = None
+
+
+@runtime_checkable
+class LatentRegularizer(Protocol):
+    """A latent regularizer. ``loss`` returns a scalar tensor, or ``(scalar, {"name": float-like})`` logs.
+
+    A regularizer whose spec says ``transforms_pair=True`` also has
+    ``transform_pair(z, target, ctx: PairContext) -> (z, target)``, called before decoding, in recipe order;
+    the transformed target then feeds every reconstruction term (pixel, perceptual, adversarial).
+    Regularizers that are ``nn.Module``s with parameters are optimised with the autoencoder.
+    """
+
+    def loss(self, inputs: RegularizerInputs) -> Any: ...
+
+
+@runtime_checkable
+class AlignmentTarget(Protocol):
+    """A frozen teacher: images in [-1, 1] (B, 3, H, W) -> features (B, D, gh, gw)."""
+
+    feature_dim: int
+    is_stand_in: bool
+
+    def __call__(self, images: "Tensor") -> "Tensor": ...
+    def describe(self) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
+class Denoiser(Protocol):
+    """``forward(x_t, t, y=None) -> prediction`` on normalised latents of the autoencoder's shape."""
+
+    def forward(self, x: "Tensor", t: "Tensor", y: Optional["Tensor"] = None) -> "Tensor": ...

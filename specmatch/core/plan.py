@@ -1,0 +1,92 @@
+"""The plan of a run: which stages a recipe asks for, where their outputs go, and what each depends on.
+
+Each stage's key hashes exactly the recipe tables it depends on, so a changed recipe invalidates that
+stage and everything after it, and an unchanged stage is reused on rerun.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from .recipe import ResolvedRecipe
+
+STAGES = ("autoencoder", "latent_stats", "denoiser", "evaluation")
+
+#: recipe tables each stage depends on (besides the stages before it)
+_DEPENDS = {
+    "autoencoder": ("data", "autoencoder", "regularizers", "perceptual", "adversarial", "alignment", "run"),
+    "latent_stats": ("latent_stats",),
+    "denoiser": ("denoiser", "objective", "train"),
+    "evaluation": ("sampler", "evaluation"),
+}
+
+
+@attrs.frozen(kw_only=True)
+class Stage:
+    name: str
+    key: str  # hash of everything this stage depends on (including earlier stages' keys)
+    folder: Path
+    description: str
+    reused_from: Path | None = None  # autoencoder/latent stats taken from another run
+
+
+@attrs.frozen(kw_only=True)
+class Plan:
+    output_dir: Path
+    stages: tuple[Stage, ...]
+
+    def stage(self, name: str) -> Stage | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+    def render(self) -> str:
+        lines = [f"# plan: outputs in {self.output_dir}"]
+        for i, s in enumerate(self.stages, 1):
+            extra = f" (reused from {s.reused_from})" if s.reused_from else ""
+            lines.append(f"#  {i}. {s.name:<13} {s.description}{extra}  [key {s.key}]")
+        return "\n".join(lines)
+
+
+def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
+    r = resolved.recipe
+    stages = []
+    key = ""
+    ae_from = (resolved.recipe_dir / r.autoencoder.from_run) if r.autoencoder.from_run else None
+    ae_train = r.train.autoencoder
+    regs = ", ".join(f"{c.name}x{c.weight:g}" for c in r.regularizers) or "none"
+    ae_key = resolved.section_hash(*_DEPENDS["autoencoder"])
+    import hashlib
+    import json
+
+    def h(*parts: str) -> str:
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+    # the autoencoder stage depends on its own training table only, not the denoiser's
+    ae_table = resolved.to_dict()["train"]["autoencoder"]
+    key = h(ae_key, json.dumps(ae_table, sort_keys=True))
+    if ae_from is not None:
+        key = h("from_run", str(ae_from.resolve()))
+    stages.append(Stage(name="autoencoder", key=key, folder=output_dir / "autoencoder", reused_from=ae_from,
+                        description=(f"train {r.autoencoder.name} for {ae_train.steps} steps "
+                                     f"(batch {ae_train.batch_size}; regularizers: {regs})")
+                        if ae_from is None else f"{r.autoencoder.name} trained in another run"))
+    key = h(key, resolved.section_hash("latent_stats"))
+    stages.append(Stage(name="latent_stats", key=key if ae_from is None else h("from_run", str(ae_from)),
+                        folder=output_dir / "autoencoder", reused_from=ae_from,
+                        description=f"{r.latent_stats.mode} latent mean/std over {r.latent_stats.images} images"
+                                    + (" (+flips)" if r.latent_stats.flips else "")))
+    if r.denoiser is not None:
+        dn = r.train.denoiser
+        den_table = resolved.to_dict()["train"]["denoiser"]
+        key = h(key, resolved.section_hash("denoiser", "objective"), json.dumps(den_table, sort_keys=True))
+        stages.append(Stage(name="denoiser", key=key, folder=output_dir / "denoiser",
+                            description=f"train {r.denoiser.name} with {r.objective.name} for {dn.steps} steps "
+                                        f"(batch {dn.batch_size})"))
+    ev = r.evaluation
+    key = h(key, resolved.section_hash("sampler", "evaluation"))
+    what = f"PSNR/SSIM on {ev.reconstruction_images} held-out images"
+    if r.denoiser is not None:
+        what += f"; {ev.num_samples} samples with {r.sampler.name} -> FID/KID (N={ev.num_samples})"
+    stages.append(Stage(name="evaluation", key=key, folder=output_dir, description=what))
+    return Plan(output_dir=output_dir, stages=tuple(stages))

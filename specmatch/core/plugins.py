@@ -1,0 +1,269 @@
+"""Finding, filtering and loading plugins, and remembering where each came from.
+
+Start-up order (``load_plugins``):
+
+1. a fresh ``pluggy.PluginManager`` with specmatch's hook specs;
+2. built-in plugin modules (``specmatch.plugins.BUILTIN_PLUGINS``), registered like any other plugin;
+3. unless ``SPECMATCH_DISABLE_PLUGIN_AUTOLOAD`` is set: entry points of group ``specmatch``, de-duplicated by
+   distribution, filtered by the allow-list (``SPECMATCH_PLUGINS``) and block-list
+   (``SPECMATCH_DISABLE_PLUGINS`` / ``--disable-plugin``), sorted, each loaded inside ``try``;
+4. local plugin files (``--plugin-file`` or a recipe's ``[plugins] files``);
+5. per plugin: a check for hook functions whose names look like specmatch hooks but are not (typos).
+
+A plugin that fails any step becomes a *broken* record (reason and traceback kept) instead of breaking the
+others. Nothing here runs at ``import specmatch``: commands call ``load_plugins`` when they need it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata as md
+import importlib.util
+import inspect
+import os
+import sys
+import traceback
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterable
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .markers import PROJECT_NAME
+from .specs import KINDS, Provider
+
+ENTRY_POINT_GROUP = "specmatch"
+ENV_AUTOLOAD_OFF = "SPECMATCH_DISABLE_PLUGIN_AUTOLOAD"
+ENV_DISABLE = "SPECMATCH_DISABLE_PLUGINS"
+ENV_ALLOW = "SPECMATCH_PLUGINS"
+
+
+def _norm_dist(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(".", "-")
+
+
+def _env_list(var: str) -> list[str]:
+    return [_norm_dist(x) for x in os.environ.get(var, "").split(",") if x.strip()]
+
+
+def _autoload_disabled() -> bool:
+    return os.environ.get(ENV_AUTOLOAD_OFF, "").strip().lower() not in ("", "0", "false", "no")
+
+
+@attrs.frozen(kw_only=True)
+class PluginRecord:
+    """One plugin as ``plugins list`` shows it."""
+
+    name: str  # registration name: "<dist>:<entry point>", a builtin module name, or "file:<path>"
+    distribution: str
+    version: str
+    entry_point: str = ""
+    location: str = ""
+    builtin: bool = False
+    status: str = "active"  # active | disabled | broken
+    reason: str = ""
+    details: str = ""  # traceback of a broken plugin
+
+    @property
+    def provider(self) -> Provider:
+        return Provider(distribution=self.distribution, version=self.version, plugin=self.name,
+                        builtin=self.builtin, location=self.location)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "distribution": self.distribution, "version": self.version,
+            "entry_point": self.entry_point, "location": self.location, "builtin": self.builtin,
+            "status": self.status, "reason": self.reason,
+        }
+
+
+@attrs.define
+class LoadedPlugins:
+    """The plugin manager plus every plugin's record (active, disabled and broken)."""
+
+    manager: pluggy.PluginManager
+    records: list[PluginRecord]
+
+    def record_of(self, plugin_name: str) -> PluginRecord | None:
+        return next((r for r in self.records if r.name == plugin_name), None)
+
+    @property
+    def broken(self) -> list[PluginRecord]:
+        return [r for r in self.records if r.status == "broken"]
+
+
+def _specmatch_version() -> str:
+    from specmatch import __version__
+
+    return __version__
+
+
+def _hook_names() -> set[str]:
+    return {name for name in dir(hookspecs) if name.startswith("specmatch_")}
+
+
+def _misspelled_hooks(plugin: Any) -> list[str]:
+    """Functions marked ``@hookimpl`` (or named like hooks) that match no hook spec."""
+    known = _hook_names()
+    problems = []
+    for attr_name in dir(plugin):
+        if not attr_name.startswith("specmatch_") or attr_name in known:
+            continue
+        obj = getattr(plugin, attr_name, None)
+        if callable(obj):
+            close = difflib.get_close_matches(attr_name, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"declares unknown hook {attr_name!r}{hint}")
+    return problems
+
+
+def _module_location(obj: Any) -> str:
+    try:
+        return str(inspect.getfile(obj))
+    except TypeError:
+        return ""
+
+
+def _requires_problem(dist: md.Distribution) -> str:
+    """Non-empty when the distribution's ``Requires-Dist: specmatch...`` excludes this specmatch."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import Version
+
+    for line in dist.requires or []:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if _norm_dist(req.name) != PROJECT_NAME or (req.marker and not req.marker.evaluate({"extra": ""})):
+            continue
+        mine = _specmatch_version()
+        if req.specifier and not req.specifier.contains(Version(mine), prereleases=True):
+            return f"requires specmatch{req.specifier} but specmatch {mine} is installed"
+    return ""
+
+
+def _entry_points() -> list[md.EntryPoint]:
+    eps = md.entry_points(group=ENTRY_POINT_GROUP)
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for ep in eps:
+        dist = _norm_dist(ep.dist.name) if ep.dist is not None else "unknown"
+        key = (dist, ep.name)
+        if key in seen:  # the same distribution visible twice on sys.path
+            continue
+        seen.add(key)
+        unique.append(ep)
+    return sorted(unique, key=lambda ep: (_norm_dist(ep.dist.name) if ep.dist else "", ep.name))
+
+
+def _load_file(path: Path) -> ModuleType:
+    module_name = "specmatch_local_" + "".join(c if c.isalnum() else "_" for c in str(path.resolve()))
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def new_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager(PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _register(pm: pluggy.PluginManager, plugin: Any, record: PluginRecord) -> PluginRecord:
+    """Register one plugin object; any failure turns its record into a broken one."""
+    problems = _misspelled_hooks(plugin)
+    if problems:
+        return attrs.evolve(record, status="broken", reason="; ".join(problems))
+    try:
+        pm.register(plugin, name=record.name)
+    except Exception as exc:  # pluggy validation (bad hook signature) or a duplicate name
+        return attrs.evolve(record, status="broken", reason=f"{type(exc).__name__}: {exc}",
+                            details=traceback.format_exc())
+    return record
+
+
+def load_plugins(*, plugin_files: Iterable[str | Path] = (), disabled: Iterable[str] = (),
+                 autoload: bool | None = None, builtins: bool = True) -> LoadedPlugins:
+    """Discover and register plugins; see the module docstring for the order."""
+    from specmatch.plugins import BUILTIN_PLUGINS
+
+    pm = new_manager()
+    records: list[PluginRecord] = []
+    version = _specmatch_version()
+    blocked = set(_env_list(ENV_DISABLE)) | {_norm_dist(d) for d in disabled}
+    allowed = set(_env_list(ENV_ALLOW))
+
+    for module_name in BUILTIN_PLUGINS if builtins else ():
+        record = PluginRecord(name=module_name, distribution=PROJECT_NAME, version=version, builtin=True)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # a broken built-in is a bug, but still must not hide the others
+            records.append(attrs.evolve(record, status="broken", reason=f"{type(exc).__name__}: {exc}",
+                                        details=traceback.format_exc()))
+            continue
+        records.append(_register(pm, module, attrs.evolve(record, location=_module_location(module))))
+
+    if autoload is None:
+        autoload = not _autoload_disabled()
+    if autoload:
+        for ep in _entry_points():
+            dist_name = ep.dist.name if ep.dist is not None else "unknown"
+            dist_version = ep.dist.version if ep.dist is not None else "?"
+            nd = _norm_dist(dist_name)
+            record = PluginRecord(name=f"{nd}:{ep.name}", distribution=nd, version=dist_version,
+                                  entry_point=f"{ep.name} = {ep.value}")
+            if nd in blocked or record.name in blocked:
+                records.append(attrs.evolve(record, status="disabled", reason="blocked by the disable list"))
+                continue
+            if allowed and nd not in allowed and record.name not in allowed:
+                records.append(attrs.evolve(record, status="disabled", reason=f"not in {ENV_ALLOW}"))
+                continue
+            skew = _requires_problem(ep.dist) if ep.dist is not None else ""
+            if skew:
+                records.append(attrs.evolve(record, status="broken", reason=skew))
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                records.append(attrs.evolve(record, status="broken",
+                                            reason=f"import failed: {type(exc).__name__}: {exc}",
+                                            details=traceback.format_exc()))
+                continue
+            records.append(_register(pm, plugin, attrs.evolve(record, location=_module_location(plugin))))
+
+    for file in plugin_files:
+        path = Path(file).expanduser().resolve()
+        record = PluginRecord(name=f"file:{path}", distribution=f"local file {path.name}", version="-",
+                              location=str(path))
+        if not path.is_file():
+            records.append(attrs.evolve(record, status="broken", reason=f"plugin file {path} does not exist"))
+            continue
+        try:
+            module = _load_file(path)
+        except Exception as exc:
+            records.append(attrs.evolve(record, status="broken",
+                                        reason=f"import failed: {type(exc).__name__}: {exc}",
+                                        details=traceback.format_exc()))
+            continue
+        records.append(_register(pm, module, record))
+
+    return LoadedPlugins(manager=pm, records=records)
+
+
+def warn_broken(plugins: LoadedPlugins) -> None:
+    """One warning per broken plugin (the CLI prints these on stderr)."""
+    for r in plugins.broken:
+        warnings.warn(f"plugin {r.name} ({r.distribution} {r.version}) is broken: {r.reason}", stacklevel=2)
+
+
+def hook_kinds() -> dict[str, str]:
+    """hook name -> kind name."""
+    return {k.hook: k.name for k in KINDS.values()}

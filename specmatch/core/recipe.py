@@ -1,0 +1,416 @@
+"""Recipes: TOML files in, one validated :class:`ResolvedRecipe` out, or one :class:`RecipeError` listing
+every problem. Nothing is built and torch is not imported.
+
+Phases (each collects problems; later phases run on what the earlier ones could read):
+
+1. **syntax**: TOML parsing with line and column; ``extends`` chains (paths relative to the recipe; tables
+   merge deeply, arrays replace); ``-o key.path=<TOML literal>`` overrides;
+2. **shape**: the tables against :mod:`specmatch.core.schema` (unknown keys refused, strict types, ranges);
+3. **resolution**: every component ``name`` against the registry (did-you-mean, installed names) and its
+   ``params`` against the component's own parameter class;
+4. **cross-checks**: regularizer ``needs``, pair transforms, and each plugin's ``specmatch_validate_recipe``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import attrs
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .errors import Problem, RecipeError, SpecmatchError, merge_problems
+from .schema import COMPONENT_TABLES, Recipe, RegularizerConfig
+from .specs import KINDS, ComponentSpec
+from .structure import join, structure, unstructure
+
+MAX_EXTENDS_DEPTH = 8
+
+
+@attrs.frozen(kw_only=True)
+class ResolvedComponent:
+    """One component table of a recipe, with its spec and structured params."""
+
+    path: str  # e.g. "regularizers[1]"
+    kind: str
+    config: Any  # the table's schema record (RegularizerConfig, ComponentConfig, ...)
+    spec: ComponentSpec
+    params: Any  # instance of the spec's params class (or None)
+
+
+@attrs.frozen(kw_only=True)
+class ResolvedRecipe:
+    source: Path
+    recipe: Recipe
+    components: dict[str, ResolvedComponent]
+    warnings: tuple[str, ...] = ()
+    from_run_recipe: dict[str, Any] | None = None  # the resolved recipe of autoencoder.from_run
+
+    @property
+    def recipe_dir(self) -> Path:
+        return self.source.parent
+
+    def component(self, path: str) -> ResolvedComponent | None:
+        return self.components.get(path)
+
+    def regularizers(self) -> list[ResolvedComponent]:
+        return [self.components[f"regularizers[{i}]"] for i in range(len(self.recipe.regularizers))]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved recipe: every default filled in, every params table complete."""
+        data = unstructure(self.recipe)
+        for path, comp in self.components.items():
+            table = _get_path(data, path)
+            if table is not None and comp.params is not None:
+                table["params"] = unstructure(comp.params)
+        data.pop("plugins", None) if not self.recipe.plugins.files else None
+        return data
+
+    def section_hash(self, *keys: str) -> str:
+        """A stable hash of some top-level tables (``()`` = the whole recipe): what a stage depends on."""
+        data = self.to_dict()
+        part = data if not keys else {k: data.get(k) for k in keys}
+        text = json.dumps(part, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_toml(self, header: str = "") -> str:
+        import tomli_w
+
+        return header + tomli_w.dumps(self.to_dict())
+
+
+# -- phase 1: syntax, extends, overrides ---------------------------------------------------------------
+
+def read_toml(path: Path, key: str = "") -> tuple[dict[str, Any] | None, list[Problem]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, [Problem(key, f"file {path} does not exist")]
+    except OSError as exc:
+        return None, [Problem(key, f"cannot read {path}: {exc.strerror}")]
+    try:
+        return tomllib.loads(text), []
+    except tomllib.TOMLDecodeError as exc:
+        where = f" in {path}" if key else ""
+        return None, [Problem(key, f"invalid TOML{where}: {exc}")]
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key; any other value (arrays, arrays of tables included) replaces."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _with_extends(path: Path, data: dict[str, Any], chain: tuple[Path, ...]) -> tuple[dict, list[Problem]]:
+    base_ref = data.pop("extends", None)
+    if base_ref is None:
+        return data, []
+    if not isinstance(base_ref, str):
+        return data, [Problem("extends", f"expected a path string, got {base_ref!r}")]
+    base_path = (path.parent / base_ref).resolve()
+    if base_path in chain:
+        return data, [Problem("extends", f"circular extends: {' -> '.join(map(str, chain + (base_path,)))}")]
+    if len(chain) > MAX_EXTENDS_DEPTH:
+        return data, [Problem("extends", f"more than {MAX_EXTENDS_DEPTH} levels of extends")]
+    base, problems = read_toml(base_path, "extends")
+    if base is None:
+        return data, problems
+    base, problems = _with_extends(base_path, base, chain + (base_path,))
+    return deep_merge(base, data), problems
+
+
+_SEGMENT = re.compile(r"^([A-Za-z0-9_\-]+)((?:\[\d+\])*)$")
+
+
+def _split_key(key: str) -> list[str | int] | None:
+    parts: list[str | int] = []
+    for raw in key.split("."):
+        m = _SEGMENT.match(raw)
+        if not m:
+            if raw.isdigit() and parts:
+                parts.append(int(raw))
+                continue
+            return None
+        parts.append(m.group(1))
+        parts += [int(i) for i in re.findall(r"\[(\d+)\]", m.group(2))]
+    return parts
+
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """``"train.autoencoder.steps=200"`` -> (["train", "autoencoder", "steps"], 200).
+
+    The value is a TOML literal (``200``, ``1e-3``, ``"l2"``, ``[0, 8]``, ``{ delta = 0.6 }``); a bare word
+    that is not valid TOML is taken as a string, so ``data.name=demo-photos`` works.
+    """
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ValueError(f"override {text!r} must look like key.path=value")
+    parts = _split_key(key.strip())
+    if not parts:
+        raise ValueError(f"override {text!r}: {key.strip()!r} is not a dotted key path")
+    value = value.strip()
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        if re.fullmatch(r"[^\s\"'\[\]{}=,]+", value):
+            parsed = value
+        else:
+            raise ValueError(f"override {text!r}: {value!r} is not a TOML value") from None
+    return parts, parsed
+
+
+def _apply_override(data: dict[str, Any], parts: list[str | int], value: Any) -> str:
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                return f"index {part} is out of range"
+            node = node[part]
+        else:
+            if part not in node or not isinstance(node[part], (dict, list)):
+                node[part] = [] if isinstance(nxt, int) else {}
+            node = node[part]
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            return f"index {last} is out of range"
+        node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        return "the path does not lead to a table"
+    return ""
+
+
+def _key_text(parts: Sequence[str | int]) -> str:
+    out = ""
+    for p in parts:
+        out = join(out, p)
+    return out
+
+
+def load_raw(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """Phase 1: the merged, overridden TOML data of a recipe."""
+    path = Path(path)
+    data, problems = read_toml(path)
+    if data is None:
+        return None, problems
+    data, problems = _with_extends(path.resolve(), data, (path.resolve(),))
+    for text in overrides:
+        try:
+            parts, value = parse_override(text)
+        except ValueError as exc:
+            problems.append(Problem("-o", str(exc)))
+            continue
+        error = _apply_override(data, parts, value)
+        if error:
+            problems.append(Problem(_key_text(parts), f"cannot override ({error})"))
+    return data, problems
+
+
+# -- phases 2-4 ----------------------------------------------------------------------------------------
+
+def _get_path(data: dict[str, Any], path: str) -> Any:
+    m = re.fullmatch(r"([a-z_]+)(?:\[(\d+)\])?", path)
+    if not m:
+        return None
+    node = data.get(m.group(1))
+    if m.group(2) is not None:
+        node = node[int(m.group(2))] if isinstance(node, list) and int(m.group(2)) < len(node) else None
+    return node
+
+
+def _component_tables(tables: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(path, kind, config) of every component table that structured; defaults for omitted ones."""
+    defaults = {f.name: f.default for f in attrs.fields(Recipe)}
+    out = []
+    for table, kind in COMPONENT_TABLES.items():
+        value = tables.get(table, defaults[table] if defaults[table] is not attrs.NOTHING else None)
+        if table == "regularizers":
+            out += [(f"regularizers[{i}]", kind, v) for i, v in enumerate(value or ()) if v is not None]
+        elif value is not None:
+            out.append((table, kind, value))
+    return out
+
+
+def _load_from_run(cfg: Any, recipe_dir: Path) -> tuple[dict | None, list[Problem]]:
+    if not cfg.from_run:
+        if not cfg.name:
+            return None, [Problem("autoencoder.name", "required: a registry name, or set autoencoder.from_run")]
+        return None, []
+    problems = []
+    if cfg.name or cfg.params:
+        problems.append(Problem("autoencoder", "set either from_run or name/params, not both"))
+    run_dir = (recipe_dir / cfg.from_run).expanduser()
+    data, read_problems = read_toml(run_dir / "recipe.toml", "autoencoder.from_run")
+    if data is None:
+        msg = f"{run_dir} is not a specmatch run folder (no readable recipe.toml)"
+        return None, problems + [Problem("autoencoder.from_run", msg)]
+    if not (run_dir / "autoencoder" / "model.safetensors").exists():
+        problems.append(Problem("autoencoder.from_run",
+                                f"{run_dir} has no trained autoencoder yet (autoencoder/model.safetensors)"))
+    return data, problems
+
+
+def _structure_recipe(raw: dict[str, Any]) -> tuple[Recipe | None, dict[str, Any], list[Problem]]:
+    """Structure the top-level tables one by one, so one bad table does not hide the others' problems.
+
+    Returns the Recipe (None if any table is invalid), the tables that did structure, and the problems.
+    """
+    from .structure import resolve_types_deep
+
+    resolve_types_deep(Recipe)
+    fields = {f.name: f for f in attrs.fields(Recipe)}
+    problems: list[Problem] = []
+    values: dict[str, Any] = {}
+    for key in raw:
+        if key not in fields:
+            problems.append(Problem(key, f"unexpected key {key!r} (allowed: {', '.join(fields)})"))
+    for name, field in fields.items():
+        if name not in raw:
+            if field.default is attrs.NOTHING:
+                problems.append(Problem(name, f"required table [{name}] is missing"))
+            continue
+        if name == "regularizers" and isinstance(raw[name], list):  # element-wise, to keep the good ones
+            items = []
+            for i, item in enumerate(raw[name]):
+                value, item_problems = structure(item, RegularizerConfig, f"regularizers[{i}]")
+                problems += item_problems
+                items.append(value)
+            values[name] = tuple(items)
+            continue
+        value, field_problems = structure(raw[name], field.type, name)
+        problems += field_problems
+        if not field_problems:
+            values[name] = value
+    recipe = None
+    if not problems:
+        recipe = Recipe(**values)
+    return recipe, values, problems
+
+
+def resolve(raw: dict[str, Any], source: Path, registry: Any) -> ResolvedRecipe:
+    """Phases 2-4 on merged TOML data; raises :class:`RecipeError` with every problem."""
+    label = str(source)
+    recipe, tables, problems = _structure_recipe(raw)
+
+    from_run_data = None
+    ae_cfg = tables.get("autoencoder")
+    if ae_cfg is not None:
+        from_run_data, run_problems = _load_from_run(ae_cfg, source.parent)
+        problems += run_problems
+        if from_run_data is not None:  # the earlier run's autoencoder table stands in for this one's
+            ae = from_run_data.get("autoencoder", {})
+            tables["autoencoder"] = attrs.evolve(ae_cfg, name=ae.get("name", ""), params=ae.get("params", {}))
+            if recipe is not None:
+                recipe = attrs.evolve(recipe, autoencoder=tables["autoencoder"])
+
+    components: dict[str, ResolvedComponent] = {}
+    for path, kind, cfg in _component_tables(tables):
+        if not cfg.name:
+            continue  # reported above (autoencoder without name or from_run)
+        spec = registry.find(kind, cfg.name)
+        if spec is None:
+            problems.append(Problem(join(path, "name"), registry.unknown_message(kind, cfg.name)))
+            continue
+        try:
+            params_cls = spec.params_class()
+        except SpecmatchError as exc:
+            problems.append(Problem(join(path, "params"), str(exc)))
+            continue
+        if params_cls is None:
+            params = None
+            if cfg.params:
+                problems.append(Problem(join(path, "params"), f"{spec.name!r} takes no parameters"))
+        else:
+            params, param_problems = structure(cfg.params, params_cls, join(path, "params"))
+            problems += param_problems
+        components[path] = ResolvedComponent(path=path, kind=kind, config=cfg, spec=spec, params=params)
+
+    if problems or recipe is None:
+        raise RecipeError(label, merge_problems(problems))
+    resolved = ResolvedRecipe(source=source, recipe=recipe, components=components,
+                              from_run_recipe=from_run_data)
+    cross, warnings = cross_check(resolved, registry)
+    if cross:
+        raise RecipeError(label, merge_problems(cross))
+    return attrs.evolve(resolved, warnings=tuple(warnings))
+
+
+def cross_check(resolved: ResolvedRecipe, registry: Any) -> tuple[list[Problem], list[str]]:
+    """Phase 4: checks that span tables, plus every plugin's ``specmatch_validate_recipe``."""
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    recipe = resolved.recipe
+    transforming = []
+    for comp in resolved.regularizers():
+        spec = comp.spec
+        if "features" in spec.needs and recipe.alignment is None:
+            problems.append(Problem(comp.path, f"{spec.name!r} needs teacher features, but the recipe has no "
+                                               f"[alignment] table (see `specmatch components list --kind "
+                                               f"alignment`)"))
+        if spec.transforms_pair:
+            transforming.append(spec.name)
+        cfg = comp.config
+        if cfg.end_step is not None and cfg.end_step <= cfg.start_step:
+            problems.append(Problem(join(comp.path, "end_step"),
+                                    f"expected end_step > start_step ({cfg.start_step}); got {cfg.end_step}"))
+    if len(transforming) > 1:
+        warnings.append(f"several regularizers transform the (latent, target) pair: {', '.join(transforming)}; "
+                        f"they are applied in recipe order")
+    if recipe.train.denoiser.class_conditional and recipe.denoiser is None:
+        problems.append(Problem("train.denoiser.class_conditional", "set, but the recipe has no [denoiser]"))
+    for result in registry.plugins.manager.hook.specmatch_validate_recipe(recipe=resolved):
+        for item in result or ():
+            if isinstance(item, Problem):
+                problems.append(item)
+            else:
+                warnings.append(str(item))
+    return problems, warnings
+
+
+def plugin_files_of(raw: dict[str, Any] | None, source: Path) -> list[Path]:
+    """Local plugin files a recipe asks for, resolved against the recipe's folder."""
+    files = ((raw or {}).get("plugins") or {}).get("files") or []
+    if not isinstance(files, list):
+        return []
+    return [(source.parent / f).expanduser() for f in files if isinstance(f, str)]
+
+
+def load_recipe(path: str | Path, overrides: Iterable[str] = (), *, registry: Any = None,
+                plugin_files: Iterable[str | Path] = (), disabled: Iterable[str] = ()) -> ResolvedRecipe:
+    """Read, merge, override and validate a recipe. Raises :class:`RecipeError` listing every problem."""
+    source = Path(path)
+    raw, problems = load_raw(source, overrides)
+    if raw is None:
+        raise RecipeError(str(source), problems)
+    if registry is None:
+        from .session import get_registry
+
+        registry = get_registry(plugin_files=[*plugin_files, *plugin_files_of(raw, source)], disabled=disabled)
+    try:
+        resolved = resolve(raw, source, registry)
+    except RecipeError as exc:
+        raise RecipeError(str(source), merge_problems(problems, exc.problems)) from None
+    if problems:
+        raise RecipeError(str(source), problems)
+    return resolved
+
+
+def kind_label(kind: str) -> str:
+    return KINDS[kind].label if kind in KINDS else kind

@@ -1,0 +1,148 @@
+"""The registry: an immutable ``kind -> name -> spec`` map built from the registered plugins.
+
+Built once per command from :func:`specmatch.core.plugins.load_plugins`. Each registration hook is called
+per plugin, so a plugin whose hook raises is reported as broken without hiding the others' components.
+Two different specs for one ``(kind, name)`` (or alias) raise :class:`PluginConflictError` naming every
+provider; the same spec returned twice by one distribution counts once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import traceback
+from typing import Iterable, Iterator
+
+import attrs
+
+from .errors import PluginConflictError, SpecmatchError
+from .plugins import LoadedPlugins, PluginRecord, hook_kinds
+from .specs import KINDS, PLUGIN_API, SPEC_CLASSES, ComponentSpec, normalise_name
+
+
+class UnknownComponentError(SpecmatchError):
+    """A recipe or command named a component that no active plugin provides."""
+
+
+@attrs.frozen
+class Registry:
+    specs: tuple[ComponentSpec, ...]
+    plugins: LoadedPlugins
+
+    @classmethod
+    def build(cls, plugins: LoadedPlugins) -> "Registry":
+        kinds_by_hook = hook_kinds()
+        collected: list[ComponentSpec] = []
+        broken: dict[str, str] = {}
+        for hook_name, kind in kinds_by_hook.items():
+            caller = getattr(plugins.manager.hook, hook_name)
+            for impl in caller.get_hookimpls():
+                record = plugins.record_of(impl.plugin_name)
+                assert record is not None, impl.plugin_name
+                try:
+                    result = impl.function()
+                    specs = list(result) if result is not None else []
+                    for spec in specs:
+                        _check_spec(spec, kind, hook_name)
+                except Exception as exc:
+                    broken[impl.plugin_name] = (f"hook {hook_name} failed: {type(exc).__name__}: {exc}",
+                                                traceback.format_exc())
+                    continue
+                collected.extend(attrs.evolve(s, provider=record.provider) for s in specs)
+        if broken:
+            plugins.records[:] = [
+                attrs.evolve(r, status="broken", reason=broken[r.name][0], details=broken[r.name][1])
+                if r.name in broken else r for r in plugins.records
+            ]
+            collected = [s for s in collected if s.provider.plugin not in broken]
+        return cls(specs=tuple(_deduplicate(collected)), plugins=plugins)
+
+    # -- lookups -------------------------------------------------------------------------------------
+    def of_kind(self, kind: str) -> list[ComponentSpec]:
+        return sorted((s for s in self.specs if s.kind == kind), key=lambda s: s.name)
+
+    def names(self, kind: str) -> list[str]:
+        return [s.name for s in self.of_kind(kind)]
+
+    def find(self, kind: str, name: str) -> ComponentSpec | None:
+        wanted = normalise_name(name)
+        for spec in self.specs:
+            if spec.kind == kind and (spec.name == wanted or wanted in spec.aliases):
+                return spec
+        return None
+
+    def get(self, kind: str, name: str) -> ComponentSpec:
+        spec = self.find(kind, name)
+        if spec is None:
+            raise UnknownComponentError(self.unknown_message(kind, name))
+        return spec
+
+    def unknown_message(self, kind: str, name: str) -> str:
+        label = KINDS[kind].label if kind in KINDS else kind
+        names = self.names(kind)
+        all_names = names + [a for s in self.of_kind(kind) for a in s.aliases]
+        close = difflib.get_close_matches(normalise_name(name), all_names, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        installed = ", ".join(names) if names else "none"
+        msg = (f"unknown {label} {name!r}{hint} (installed: {installed}; "
+               f"see `specmatch components list --kind {kind}`)")
+        if self.plugins.broken:
+            which = ", ".join(f"{r.name} ({r.reason})" for r in self.plugins.broken)
+            msg += f"; note: broken plugins may have provided it: {which}"
+        return msg
+
+    def search(self, kind: str | None = None, pattern: str | None = None) -> list[ComponentSpec]:
+        out = [s for s in self.specs if kind is None or s.kind == kind]
+        if pattern:
+            out = [s for s in out if fnmatch.fnmatch(s.name, pattern) or any(fnmatch.fnmatch(a, pattern)
+                                                                              for a in s.aliases)]
+        return sorted(out, key=lambda s: (list(KINDS).index(s.kind) if s.kind in KINDS else 99, s.name))
+
+
+def _check_spec(spec: object, kind: str, hook_name: str) -> None:
+    expected = SPEC_CLASSES[kind]
+    if not isinstance(spec, expected):
+        raise TypeError(f"{hook_name} must return {expected.__name__} records, got {spec!r}")
+    if spec.api > PLUGIN_API:
+        raise TypeError(f"{kind} {spec.name!r} needs plugin API {spec.api}; this specmatch supports "
+                        f"{PLUGIN_API} (upgrade specmatch)")
+
+
+def _identity(spec: ComponentSpec) -> tuple:
+    """What makes two registrations 'the same spec' (provider distribution included)."""
+    return (attrs.evolve(spec, provider=None), spec.provider.distribution if spec.provider else None)
+
+
+def _deduplicate(specs: Iterable[ComponentSpec]) -> Iterator[ComponentSpec]:
+    by_key: dict[tuple[str, str], list[ComponentSpec]] = {}
+    for spec in specs:
+        for key_name in (spec.name, *spec.aliases):
+            by_key.setdefault((spec.kind, key_name), []).append(spec)
+    conflicts = []
+    for (kind, name), group in sorted(by_key.items()):
+        distinct: dict[tuple, ComponentSpec] = {}
+        for spec in group:
+            distinct.setdefault(_identity(spec), spec)
+        if len(distinct) > 1:
+            conflicts.append((kind, name, list(distinct.values())))
+    if conflicts:
+        raise PluginConflictError("\n".join(_conflict_message(*c) for c in conflicts))
+    seen = set()
+    for spec in specs:
+        ident = _identity(spec)
+        if ident not in seen:
+            seen.add(ident)
+            yield spec
+
+
+def _conflict_message(kind: str, name: str, specs: list[ComponentSpec]) -> str:
+    providers = [s.provider for s in specs]
+    listed = " and ".join(f"{p} [{p.plugin}]" for p in providers)
+    external = [p for p in providers if not p.builtin]
+    remedy_dist = (external[-1] if external else providers[-1]).distribution
+    return (f"{KINDS[kind].label} {name!r} is provided by {listed}; uninstall one or set "
+            f"SPECMATCH_DISABLE_PLUGINS={remedy_dist}")
+
+
+def plugin_records_json(records: Iterable[PluginRecord]) -> list[dict]:
+    return [r.to_json() for r in records]

