@@ -220,11 +220,17 @@ def validate(ctx: click.Context, recipes: tuple[str, ...], overrides: tuple[str,
 @click.option("--dry-run", is_flag=True, help="Print the resolved recipe and the plan; build nothing.")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue from the last checkpoint in the run folder.")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel processes on this machine (started through accelerate's launcher).")
 @click.pass_context
 def run(ctx: click.Context, recipe: str, overrides: tuple[str, ...], output_dir: str | None, dry_run: bool,
-        resume: bool) -> None:
+        resume: bool, processes: int) -> None:
     """Run a recipe: train the autoencoder, then (if the recipe has one) the denoiser, sample and evaluate."""
     resolved = _load(ctx, recipe, overrides)
+    if processes > 1 and not dry_run:
+        from .engine.launch import relaunch
+
+        ctx.exit(relaunch(processes, sys.argv))
     for w in resolved.warnings:
         click.echo(f"Warning: {w}", err=True)
     out = Path(output_dir) if output_dir else Path("runs") / resolved.recipe.run.name

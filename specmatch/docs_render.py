@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from .core.specs import ComponentSpec
@@ -14,10 +16,25 @@ _TABLE_OF_KIND = {
 }
 
 
-def _literal(value: Any) -> str:
-    import tomli_w
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
-    return tomli_w.dumps({"v": value}).strip()[4:]
+
+def toml_literal(value: Any) -> str:
+    """One value as a single-line TOML literal: ``1e-06``, ``"l1"``, ``[0, 8, 10, 12]``, ``{ delta = 1.0 }``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # Python's int/float reprs are valid TOML (1e-06, 0.5, inf)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = (f"{k if _BARE_KEY.match(k) else json.dumps(k)} = {toml_literal(v)}" for k, v in value.items())
+        return "{ " + ", ".join(items) + " }"
+    raise TypeError(f"no TOML literal for {value!r}")
 
 
 def toml_snippet(spec: ComponentSpec, rows: list[dict[str, Any]]) -> str:
@@ -32,8 +49,8 @@ def toml_snippet(spec: ComponentSpec, rows: list[dict[str, Any]]) -> str:
             params.append(f"# {r['name']} = ...  ({r['doc']})")
             continue
         try:
-            params.append(f"{r['name']} = {_literal(list(default) if isinstance(default, tuple) else default)}")
-        except Exception:
+            params.append(f"{r['name']} = {toml_literal(default)}")
+        except TypeError:
             params.append(f"# {r['name']} = {default!r}")
     if params:
         lines.append(f"[{header.strip('[]')}.params]" if not with_weight else "[regularizers.params]")

@@ -96,15 +96,24 @@ def resize_matrix_f64(n_in: int, n_out: int, blur: BlurSpec) -> torch.Tensor:
 def radial_bin_index(h: int, w: int, n_bins: int) -> torch.Tensor:
     """Corner-normalised radial bin of every DCT coefficient, an (h, w) int64 tensor with values in [0, n_bins).
 
-    ``r = sqrt(u^2 + v^2)``, ``r_max = max(r)`` (the corner ``sqrt((h-1)^2 + (w-1)^2)``, at least 1) and
-    ``bin = min(floor(n_bins * r / r_max), n_bins - 1)``. Evaluated in float32 with the authors' operation
-    order (``r / r_max * n_bins``) so that coefficients lying on a bin edge fall on the same side.
+    ``r = sqrt(u^2 + v^2)``, ``r_max = sqrt((h-1)^2 + (w-1)^2)`` (the corner, at least 1) and
+    ``bin = min(floor(n_bins * r / r_max), n_bins - 1)``.
+
+    Evaluated exactly in integers: ``floor(n r / r_max) = isqrt(floor(n^2 (u^2 + v^2) / r_max^2))``. The
+    authors' float32 expression agrees everywhere except on coefficients lying exactly on a bin edge, which
+    happens only for a few unusual (grid, n_bins) pairs (e.g. (9, 9) on 16x16 with 5 bins) and none used by
+    the method (16 bins on 8/16/32 grids, 8 bins on 8x8); there float32 rounding, which differs between
+    PyTorch's CPU and GPU kernels, decides the side. Exact arithmetic is device independent.
     """
-    u = torch.arange(h, dtype=torch.float32).view(h, 1)
-    v = torch.arange(w, dtype=torch.float32).view(1, w)
-    r = torch.sqrt(u**2 + v**2)
-    r_max = r.max().clamp_min(1.0)
-    return torch.floor(r / r_max * n_bins).long().clamp(0, n_bins - 1)
+    u = torch.arange(h, dtype=torch.int64).view(h, 1)
+    v = torch.arange(w, dtype=torch.int64).view(1, w)
+    corner_sq = max((h - 1) ** 2 + (w - 1) ** 2, 1)
+    ratio_sq = (n_bins**2 * (u**2 + v**2)) // corner_sq  # floor((n r / r_max)^2)
+    # Integer square root via float64 sqrt, then corrected by one step either way (exact for any size).
+    root = torch.sqrt(ratio_sq.to(torch.float64)).floor().to(torch.int64)
+    root = root - (root * root > ratio_sq).to(torch.int64)
+    root = root + ((root + 1) * (root + 1) <= ratio_sq).to(torch.int64)
+    return root.clamp(max=n_bins - 1)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -130,15 +139,22 @@ def resize_matrix(
 
 @functools.lru_cache(maxsize=64)
 @_build
-def resize_dct_matrix(
-    n_in: int, n_out: int, blur: BlurSpec, device: torch.device, dtype: torch.dtype
-) -> torch.Tensor:
-    """Cached ``A = D_out @ R @ G`` (n_out, n_in): blur, bicubic resize and DCT along one axis in one matrix.
+def image_spectrum_operator(
+    big_h: int, big_w: int, h: int, w: int, blur: BlurSpec, device: torch.device, dtype: torch.dtype
+) -> "tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]":
+    """Cached ``(rows, A_h, A_w)`` so that ``A_h @ x[..., rows, :] @ A_w.T`` is the image's DCT on the grid.
 
-    The image side of ESM is linear up to the squaring, so its DCT coefficients on the latent grid are
-    ``A_h @ x @ A_w.T`` per channel.
+    ``A = D @ R @ G`` per axis: blur, bicubic resize and DCT along one axis in one matrix. ``rows`` lists the image rows the map reads, or is
+    ``None`` when it reads all of them: without blur, bicubic decimation by f reads only 4 of every f rows
+    (f8: half), so gathering them first halves the big matrix product; ``A_h`` keeps only those columns.
     """
-    return (dct_matrix_f64(n_out) @ resize_matrix_f64(n_in, n_out, blur)).to(device=device, dtype=dtype)
+    a_h = dct_matrix_f64(h) @ resize_matrix_f64(big_h, h, blur)
+    a_w = dct_matrix_f64(w) @ resize_matrix_f64(big_w, w, blur)
+    used = (a_h != 0).any(dim=0).nonzero().flatten()
+    rows = None
+    if len(used) < big_h:
+        rows, a_h = used.to(device), a_h[:, used]
+    return rows, a_h.to(device=device, dtype=dtype), a_w.to(device=device, dtype=dtype)
 
 
 @functools.lru_cache(maxsize=64)

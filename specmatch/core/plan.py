@@ -54,7 +54,7 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
     key = ""
     ae_from = (resolved.recipe_dir / r.autoencoder.from_run) if r.autoencoder.from_run else None
     ae_train = r.train.autoencoder
-    regs = ", ".join(f"{c.name}x{c.weight:g}" for c in r.regularizers) or "none"
+    regs = ", ".join(f"{c.name}={c.weight:g}" for c in r.regularizers) or "none"
     ae_key = resolved.section_hash(*_DEPENDS["autoencoder"])
     import hashlib
     import json

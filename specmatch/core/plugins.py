@@ -239,8 +239,12 @@ def load_plugins(*, plugin_files: Iterable[str | Path] = (), disabled: Iterable[
                 continue
             records.append(_register(pm, plugin, attrs.evolve(record, location=_module_location(plugin))))
 
+    seen_files: set[Path] = set()
     for file in plugin_files:
         path = Path(file).expanduser().resolve()
+        if path in seen_files:  # e.g. both --plugin-file and the recipe's [plugins] files name it
+            continue
+        seen_files.add(path)
         record = PluginRecord(name=f"file:{path}", distribution=f"local file {path.name}", version="-",
                               location=str(path))
         if not path.is_file():

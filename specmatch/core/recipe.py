@@ -70,7 +70,10 @@ class ResolvedRecipe:
         data = unstructure(self.recipe)
         for path, comp in self.components.items():
             table = _get_path(data, path)
-            if table is not None and comp.params is not None:
+            if table is None:
+                continue
+            table["name"] = comp.spec.name  # canonical: an alias ('vf') and its name ('vavae') hash alike
+            if comp.params is not None:
                 table["params"] = unstructure(comp.params)
         data.pop("plugins", None) if not self.recipe.plugins.files else None
         return data
@@ -139,11 +142,11 @@ _SEGMENT = re.compile(r"^([A-Za-z0-9_\-]+)((?:\[\d+\])*)$")
 def _split_key(key: str) -> list[str | int] | None:
     parts: list[str | int] = []
     for raw in key.split("."):
+        if raw.isdigit() and parts:  # regularizers.1.weight is regularizers[1].weight
+            parts.append(int(raw))
+            continue
         m = _SEGMENT.match(raw)
         if not m:
-            if raw.isdigit() and parts:
-                parts.append(int(raw))
-                continue
             return None
         parts.append(m.group(1))
         parts += [int(i) for i in re.findall(r"\[(\d+)\]", m.group(2))]
@@ -182,6 +185,8 @@ def _apply_override(data: dict[str, Any], parts: list[str | int], value: Any) ->
                 return f"index {part} is out of range"
             node = node[part]
         else:
+            if not isinstance(node, dict):
+                return f"{_key_text(parts[:i])} is an array: use an index, e.g. {_key_text(parts[:i])}[0]"
             if part not in node or not isinstance(node[part], (dict, list)):
                 node[part] = [] if isinstance(nxt, int) else {}
             node = node[part]
@@ -193,7 +198,7 @@ def _apply_override(data: dict[str, Any], parts: list[str | int], value: Any) ->
     elif isinstance(node, dict):
         node[last] = value
     else:
-        return "the path does not lead to a table"
+        return f"{_key_text(parts[:-1])} is an array: use an index, e.g. {_key_text(parts[:-1])}[0]"
     return ""
 
 
@@ -211,6 +216,8 @@ def load_raw(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str,
     if data is None:
         return None, problems
     data, problems = _with_extends(path.resolve(), data, (path.resolve(),))
+    if problems:  # without its base the recipe is incomplete: checking it would report spurious problems
+        return None, problems
     for text in overrides:
         try:
             parts, value = parse_override(text)
@@ -254,10 +261,12 @@ def _load_from_run(cfg: Any, recipe_dir: Path) -> tuple[dict | None, list[Proble
             return None, [Problem("autoencoder.name", "required: a registry name, or set autoencoder.from_run")]
         return None, []
     problems = []
-    if cfg.name or cfg.params:
-        problems.append(Problem("autoencoder", "set either from_run or name/params, not both"))
     run_dir = (recipe_dir / cfg.from_run).expanduser()
     data, read_problems = read_toml(run_dir / "recipe.toml", "autoencoder.from_run")
+    run_ae = (data or {}).get("autoencoder", {})
+    # a resolved recipe repeats the run's name/params beside from_run; only a different choice is an error
+    if (cfg.name or cfg.params) and (cfg.name, cfg.params) != (run_ae.get("name"), run_ae.get("params", {})):
+        problems.append(Problem("autoencoder", "set either from_run or name/params, not both"))
     if data is None:
         msg = f"{run_dir} is not a specmatch run folder (no readable recipe.toml)"
         return None, problems + [Problem("autoencoder.from_run", msg)]
@@ -272,7 +281,7 @@ def _structure_recipe(raw: dict[str, Any]) -> tuple[Recipe | None, dict[str, Any
 
     Returns the Recipe (None if any table is invalid), the tables that did structure, and the problems.
     """
-    from .structure import resolve_types_deep
+    from .structure import check_field, fill_defaults, resolve_types_deep
 
     resolve_types_deep(Recipe)
     fields = {f.name: f for f in attrs.fields(Recipe)}
@@ -286,6 +295,9 @@ def _structure_recipe(raw: dict[str, Any]) -> tuple[Recipe | None, dict[str, Any
             if field.default is attrs.NOTHING:
                 problems.append(Problem(name, f"required table [{name}] is missing"))
             continue
+        if name == "regularizers" and isinstance(raw[name], dict):
+            problems.append(Problem(name, "expected an array of tables: write [[regularizers]], not [regularizers]"))
+            continue
         if name == "regularizers" and isinstance(raw[name], list):  # element-wise, to keep the good ones
             items = []
             for i, item in enumerate(raw[name]):
@@ -294,7 +306,12 @@ def _structure_recipe(raw: dict[str, Any]) -> tuple[Recipe | None, dict[str, Any
                 items.append(value)
             values[name] = tuple(items)
             continue
-        value, field_problems = structure(raw[name], field.type, name)
+        data = raw[name]
+        if attrs.has(type(field.default)) and isinstance(data, dict):  # e.g. [train] keeps train.denoiser's lr
+            data = fill_defaults(field.default, data)
+        value, field_problems = structure(data, field.type, name)
+        if not field_problems:  # the field's own range/choice (e.g. version), not checked inside structure
+            field_problems = check_field(field, value, name)
         problems += field_problems
         if not field_problems:
             values[name] = value
@@ -319,6 +336,11 @@ def resolve(raw: dict[str, Any], source: Path, registry: Any) -> ResolvedRecipe:
             tables["autoencoder"] = attrs.evolve(ae_cfg, name=ae.get("name", ""), params=ae.get("params", {}))
             if recipe is not None:
                 recipe = attrs.evolve(recipe, autoencoder=tables["autoencoder"])
+
+    plugins_cfg = tables.get("plugins")
+    for i, file in enumerate(plugins_cfg.files if plugins_cfg is not None else ()):
+        if not (source.parent / file).expanduser().is_file():
+            problems.append(Problem(f"plugins.files[{i}]", f"file {source.parent / file} does not exist"))
 
     components: dict[str, ResolvedComponent] = {}
     for path, kind, cfg in _component_tables(tables):

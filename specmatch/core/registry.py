@@ -50,6 +50,8 @@ class Registry:
                     continue
                 collected.extend(attrs.evolve(s, provider=record.provider) for s in specs)
         if broken:
+            for name in broken:  # its other hooks (specmatch_validate_recipe) must not run either
+                plugins.manager.unregister(name=name)
             plugins.records[:] = [
                 attrs.evolve(r, status="broken", reason=broken[r.name][0], details=broken[r.name][1])
                 if r.name in broken else r for r in plugins.records
@@ -139,9 +141,12 @@ def _conflict_message(kind: str, name: str, specs: list[ComponentSpec]) -> str:
     providers = [s.provider for s in specs]
     listed = " and ".join(f"{p} [{p.plugin}]" for p in providers)
     external = [p for p in providers if not p.builtin]
-    remedy_dist = (external[-1] if external else providers[-1]).distribution
-    return (f"{KINDS[kind].label} {name!r} is provided by {listed}; uninstall one or set "
-            f"SPECMATCH_DISABLE_PLUGINS={remedy_dist}")
+    target = external[-1] if external else providers[-1]
+    if target.plugin.startswith("file:"):  # local files are not distributions: the block-list cannot name them
+        remedy = f"remove the plugin file {target.location} (--plugin-file or the recipe's [plugins] files)"
+    else:
+        remedy = f"uninstall one or set SPECMATCH_DISABLE_PLUGINS={target.distribution}"
+    return f"{KINDS[kind].label} {name!r} is provided by {listed}; {remedy}"
 
 
 def plugin_records_json(records: Iterable[PluginRecord]) -> list[dict]:

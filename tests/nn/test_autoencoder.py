@@ -76,11 +76,23 @@ def test_non_square_input_matches_latent_shape():
     assert tuple(z.shape) == (1, 4, 8, 12)
 
 
-def test_cpu_preset_parameter_counts():
-    # Pinned so that an accidental architecture change shows up; computed by hand from the layer list:
-    # e.g. micro-f2d4 = 89,312 encoder + 125,303 decoder.
-    assert n_params(build_sdvae("micro-f2d4")) == 214_615
-    assert n_params(build_sdvae("tiny-f4d4")) == 3_478_919
+def _conv(i, o, k):
+    return i * o * k * k + o
+
+
+def _res(i, o):  # GN + conv3x3 + GN + conv3x3 (+ 1x1 skip)
+    return 2 * i + _conv(i, o, 3) + 2 * o + _conv(o, o, 3) + (_conv(i, o, 1) if i != o else 0)
+
+
+def test_micro_preset_parameter_count_by_hand():
+    mid = _res(32, 32) + (2 * 32 + 4 * _conv(32, 32, 1)) + _res(32, 32)
+    encoder = (_conv(3, 16, 3) + 2 * _res(16, 16) + _conv(16, 16, 3) + _res(16, 32) + _res(32, 32) + mid
+               + 2 * 32 + _conv(32, 8, 3) + _conv(8, 8, 1))
+    decoder = (_conv(4, 4, 1) + _conv(4, 32, 3) + mid + 3 * _res(32, 32) + _conv(32, 32, 3)
+               + _res(32, 16) + 2 * _res(16, 16) + 2 * 16 + _conv(16, 3, 3))
+    model = build_sdvae("micro-f2d4")
+    assert n_params(model.encoder) == encoder
+    assert n_params(model.decoder) == decoder
 
 
 def test_diagonal_gaussian_kl_matches_closed_form():

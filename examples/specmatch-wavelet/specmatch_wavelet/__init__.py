@@ -1,0 +1,7 @@
+"""specmatch-wavelet: an example specmatch plugin package.
+
+Importing this package is cheap (no torch); specmatch finds the plugin through the ``specmatch`` entry point
+declared in ``pyproject.toml``, which names :mod:`specmatch_wavelet.plugin`.
+"""
+
+__version__ = "0.1.0"

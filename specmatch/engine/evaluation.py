@@ -1,0 +1,155 @@
+"""Evaluation: reconstruction quality, generation quality (Frechet distance and KID with N), and the
+latent spectrum. Work is sharded over processes and gathered; only the main process writes files."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+
+def gather_rows(accelerator, local: torch.Tensor, n_total: int) -> torch.Tensor:
+    """Gather per-process rows (taken round-robin) back into dataset order."""
+    if accelerator.num_processes == 1:
+        return local
+    world = accelerator.num_processes
+    per = math.ceil(n_total / world)
+    pad = per - local.shape[0]
+    if pad > 0:
+        local = torch.cat([local, local.new_zeros((pad, *local.shape[1:]))])
+    everything = accelerator.gather(local.contiguous())  # (world * per, ...)
+    chunks = everything.reshape(world, per, *local.shape[1:])
+    out = chunks.transpose(0, 1).reshape(world * per, *local.shape[1:])
+    return out[:n_total]
+
+
+@torch.no_grad()
+def reconstruct(accelerator, autoencoder, dataset, n: int, batch_size: int):
+    """(originals, reconstructions) for the first n test images (posterior mean; no masks)."""
+    from .data import shard_indices
+
+    n = min(n, len(dataset))
+    idx = shard_indices(n, accelerator.process_index, accelerator.num_processes)
+    xs, ys = [], []
+    for s in range(0, len(idx), batch_size):
+        x = torch.stack([dataset[i][0] for i in idx[s:s + batch_size]]).to(accelerator.device)
+        xs.append(x)
+        ys.append(autoencoder.decode(autoencoder.encode(x).mode()).clamp(-1, 1))
+    x = torch.cat(xs) if xs else torch.zeros(0, 3, 1, 1, device=accelerator.device)
+    y = torch.cat(ys) if ys else torch.zeros_like(x)
+    return gather_rows(accelerator, x.float(), n), gather_rows(accelerator, y.float(), n)
+
+
+def reconstruction_metrics(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    from specmatch.metrics.reconstruction import psnr, ssim
+
+    if x.shape[0] == 0:
+        return {}
+    return {"recon_psnr": float(psnr(y, x).mean()), "recon_ssim": float(ssim(y, x).mean()),
+            "recon_l1": float((y - x).abs().mean()), "recon_images": float(x.shape[0])}
+
+
+@torch.no_grad()
+def generate(accelerator, sampler: Callable, denoiser, normalizer, *, n: int, latent_shape, batch_size: int,
+             seed: int, num_classes: int = 0) -> torch.Tensor:
+    """n decoded samples in [-1, 1]; process r makes samples r, r + world, ... with per-sample seeds."""
+    from .data import shard_indices
+    from .runtime import derive_seed
+
+    idx = shard_indices(n, accelerator.process_index, accelerator.num_processes)
+    device = accelerator.device
+    out = []
+    for s in range(0, len(idx), batch_size):
+        chunk = idx[s:s + batch_size]
+        g = torch.Generator(device=device).manual_seed(derive_seed(seed, "samples", chunk[0]))
+        y = None
+        if num_classes:
+            y = torch.tensor([i % num_classes for i in chunk], device=device)
+        z = sampler(denoiser, (len(chunk), *latent_shape), device=device, generator=g, y=y,
+                    null_class=num_classes if num_classes else None)
+        out.append(normalizer.decode(z).clamp(-1, 1).float())
+    local = torch.cat(out) if out else torch.zeros(0, 3, 1, 1, device=device)
+    return gather_rows(accelerator, local, n)
+
+
+def frechet_metrics(real: torch.Tensor, fake: torch.Tensor, *, prefix: str, network, kid_subset: int,
+                    batch_size: int) -> dict[str, float]:
+    """Frechet distance and KID between two image sets with the Inception features network."""
+    from specmatch.metrics.frechet import feature_statistics, frechet_distance, kernel_inception_distance
+
+    fr = network(real, batch_size=batch_size) if _takes_batch(network) else network(real)
+    ff = network(fake, batch_size=batch_size) if _takes_batch(network) else network(fake)
+    mu1, s1 = feature_statistics(fr)
+    mu2, s2 = feature_statistics(ff)
+    fd = frechet_distance(mu1, s1, mu2, s2)
+    kid_mean, kid_std = kernel_inception_distance(fr, ff, subset_size=min(kid_subset, len(fr), len(ff)))
+    return {f"{prefix}fid": float(fd), f"{prefix}kid": float(kid_mean), f"{prefix}kid_std": float(kid_std),
+            f"{prefix}n": float(min(len(fr), len(ff)))}
+
+
+def _takes_batch(network) -> bool:
+    import inspect
+
+    try:
+        return "batch_size" in inspect.signature(network.__call__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def load_feature_network(path: str, recipe_dir: Path, device):
+    """The Inception FID network, or (None, reason) when it is not available here."""
+    from specmatch.core.errors import WeightsError
+    from specmatch.metrics.inception import InceptionFeatures
+
+    try:
+        weights = None
+        if path:
+            weights = Path(path).expanduser()
+            weights = weights if weights.is_absolute() else recipe_dir / weights
+        return InceptionFeatures(weights, device=device), ""
+    except WeightsError as exc:
+        if path:  # the user asked for this file: a missing one is an error
+            raise
+        return None, str(exc)
+
+
+@torch.no_grad()
+def latent_spectrum(autoencoder, images: torch.Tensor, *, deltas=(0.0, 1.0), batch_size: int = 32) -> dict[str, Any]:
+    """Band distributions of images and latents (posterior samples), and KL(delta-target || latent)."""
+    from specmatch.spectral import esm_distributions
+
+    if images.shape[0] == 0:
+        return {}
+    g = torch.Generator(device="cpu").manual_seed(0)
+    zs = []
+    for s in range(0, images.shape[0], batch_size):
+        x = images[s:s + batch_size]
+        post = autoencoder.encode(x)
+        zs.append(post.mean + post.std * torch.randn(post.mean.shape, generator=g).to(post.mean.device))
+    z = torch.cat(zs)
+    out: dict[str, Any] = {}
+    for delta in deltas:
+        p, q = esm_distributions(images, z, delta=delta)
+        p_mean, q_mean = p.mean(0), q.mean(0)
+        eps = 1e-8
+        kl = float((p_mean * ((p_mean + eps).log() - (q_mean + eps).log())).sum())
+        out[f"spectrum_kl_delta{delta:g}"] = kl
+        out[f"target_delta{delta:g}"] = p_mean.tolist()
+        out["latent"] = q_mean.tolist()
+    q = torch.tensor(out["latent"]).clamp_min(1e-12)
+    k = torch.arange(1, q.numel() + 1, dtype=torch.float64)
+    slope = torch.linalg.lstsq(torch.stack([k.log(), torch.ones_like(k)], 1), q.double().log()[:, None]).solution
+    out["spectrum_latent_slope"] = float(slope[0, 0])
+    return out
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
+    """A PNG grid of images in [-1, 1]."""
+    from torchvision.utils import save_image
+
+    if images.shape[0] == 0:
+        return
+    nrow = nrow or max(1, int(math.sqrt(images.shape[0])))
+    save_image((images.float().cpu() + 1) / 2, str(path), nrow=nrow, padding=1)

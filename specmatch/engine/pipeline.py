@@ -1,0 +1,384 @@
+"""``specmatch run``: the stages of a plan, in order, each reused when its outputs are complete.
+
+Stages: autoencoder training -> latent statistics -> denoiser training -> evaluation. Outputs in the run
+folder: ``recipe.toml``, ``metrics.json``, ``metrics.jsonl``, ``autoencoder/`` (model, EMA, latent stats),
+``denoiser/`` (model, EMA), ``samples.png``, ``reconstructions.png``, ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from specmatch import __version__
+from specmatch.core.plan import Plan
+from specmatch.core.recipe import ResolvedRecipe
+
+from . import build as B
+from .autoencoder_loss import AutoencoderObjective, RegularizerSlot, discriminator_loss, to_floats
+from .checkpoint import (
+    load_weights,
+    mark_stage_complete,
+    save_weights,
+    stage_complete,
+    write_json_atomic,
+)
+from .latents import LatentNormalizer, compute_latent_stats, load_latent_stats, save_latent_stats
+from .runtime import make_accelerator
+from .training import MetricsLog, StageTrainer, make_optimizer
+
+
+def _provenance(resolved: ResolvedRecipe) -> str:
+    providers = sorted({f"{c.spec.provider}" for c in resolved.components.values()})
+    return (f"# specmatch {__version__}\n# source: {resolved.source}\n# components from: {'; '.join(providers)}\n"
+            f"# recipe hash: {resolved.section_hash()}\n")
+
+
+def _micro_batches(x: torch.Tensor, n: int) -> list[torch.Tensor]:
+    return list(x.chunk(n)) if n > 1 else [x]
+
+
+class Pipeline:
+    def __init__(self, resolved: ResolvedRecipe, plan: Plan, *, resume: bool = True):
+        self.resolved, self.plan, self.resume = resolved, plan, resume
+        self.recipe = resolved.recipe
+        self.out = plan.output_dir
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.acc = make_accelerator(self.recipe.run, project_dir=str(self.out))
+        self.upstream: dict[str, Any] = {}
+        self.metrics: dict[str, Any] = {}
+        self.timings: dict[str, float] = {}
+        self.log_path = self.out / "metrics.jsonl"
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def ctx(self):
+        return B.context(self.resolved, self.out, self.upstream)
+
+    def build(self, path: str):
+        comp = self.resolved.component(path)
+        return None if comp is None else B.build(comp, self.ctx())
+
+    def seed(self, *parts) -> int:
+        from .runtime import derive_seed
+
+        return derive_seed(self.recipe.run.seed, *parts)
+
+    # -- stages ----------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        from accelerate.utils import set_seed
+
+        acc = self.acc
+        set_seed(self.recipe.run.seed)
+        if acc.is_main_process:
+            (self.out / "recipe.toml").write_text(self.resolved.to_toml(header=_provenance(self.resolved)))
+        if self.recipe.run.trackers:
+            acc.init_trackers(self.recipe.run.name, config={"recipe_hash": self.resolved.section_hash()})
+        data = self.build("data")
+        self.train_set, self.test_set = data["train"], data["test"]
+        self.upstream["num_classes"] = getattr(self.train_set, "num_classes", 0)
+        self.upstream["dataset"] = data
+
+        self.autoencoder_stage()
+        self.latent_stats_stage()
+        if self.recipe.denoiser is not None:
+            self.denoiser_stage()
+        self.evaluation_stage()
+        if self.recipe.run.trackers:
+            acc.end_training()
+        return self.metrics
+
+    def _timed(self, name: str, t0: float) -> None:
+        self.timings[name] = time.perf_counter() - t0
+
+    def autoencoder_stage(self) -> None:
+        stage = self.plan.stage("autoencoder")
+        acc = self.acc
+        ae_comp = B.autoencoder_component(self.resolved)
+        ae = B.build(ae_comp, self.ctx())
+        self.upstream["autoencoder"] = ae
+        if stage.reused_from is not None:
+            src = stage.reused_from / "autoencoder"
+            weights = src / "ema.safetensors" if (src / "ema.safetensors").exists() else src / "model.safetensors"
+            load_weights(ae, weights)
+            self.ae = ae.to(acc.device).eval()
+            acc.print(f"[autoencoder] reused from {src}")
+            return
+        folder = stage.folder
+        final = folder / "model.safetensors"
+        if stage_complete(folder, stage.key) and final.exists():
+            ema_path = folder / "ema.safetensors"
+            load_weights(ae, ema_path if ema_path.exists() else final)
+            self.ae = ae.to(acc.device).eval()
+            acc.print(f"[autoencoder] complete in {folder}; reused")
+            return
+        t0 = time.perf_counter()
+        cfg = self.recipe.train.autoencoder
+        teacher = None
+        if self.recipe.alignment is not None:
+            teacher = self.build("alignment")
+            self.upstream["alignment"] = teacher
+        regs, slots = [], []
+        for i, comp in enumerate(self.resolved.regularizers()):
+            regs.append(B.build(comp, self.ctx()))
+            slots.append(RegularizerSlot(name=comp.spec.name, config=comp.config, needs=comp.spec.needs,
+                                         transforms_pair=comp.spec.transforms_pair, index=i))
+        perceptual = self.build("perceptual")
+        if perceptual is not None:
+            perceptual.requires_grad_(False)
+        disc = self.build("adversarial")
+        objective = AutoencoderObjective(
+            ae, regs, slots, pixel_loss=cfg.pixel_loss, sample_posterior=cfg.sample_posterior,
+            perceptual=perceptual, perceptual_weight=self.recipe.perceptual.weight if perceptual else 0.0,
+            teacher=teacher.to(acc.device) if hasattr(teacher, "to") else teacher,
+            adversarial_cfg=self.recipe.adversarial)
+        opt, sched = make_optimizer(objective.parameters(), cfg)
+        objective, opt, sched = acc.prepare(objective, opt, sched)
+        d_opt = d_sched = None
+        if disc is not None:
+            d_opt, d_sched = make_optimizer(disc.parameters(), cfg, lr=self.recipe.adversarial.lr)
+            disc, d_opt, d_sched = acc.prepare(disc, d_opt, d_sched)
+        trainer = StageTrainer(accelerator=acc, name="autoencoder", folder=folder, key=stage.key, cfg=cfg,
+                               seed=self.seed("autoencoder"), log=MetricsLog(self.log_path, acc, "autoencoder"),
+                               log_every=self.recipe.run.log_every, resume=self.resume)
+        ema = trainer.add_ema(acc.unwrap_model(objective).autoencoder, cfg.ema_decay) if cfg.ema_decay else None
+        trainer.restore()
+        adv = self.recipe.adversarial
+        analyze_every = cfg.analyze_every
+        analysis_images = None
+        if analyze_every:
+            n = min(self.recipe.evaluation.spectrum_images or 32, len(self.test_set))
+            analysis_images = torch.stack([self.test_set[i][0] for i in range(n)]).to(acc.device)
+
+        def step_fn(batch, step, cpu_gen, dev_gen):
+            x = batch[0].to(acc.device, non_blocking=True)
+            # paper schedule: once the adversarial term starts, odd steps update only the discriminator
+            d_turn = disc is not None and step >= adv.start_step and step % 2 == 1
+            logs: dict[str, float] = {}
+            if not d_turn:
+                objective.train()
+                for i, micro in enumerate(_micro_batches(x, cfg.grad_accumulation)):
+                    with acc.autocast():
+                        loss, step_logs, _, _ = objective(micro, step=step, cpu_generator=cpu_gen,
+                                                          device_generator=dev_gen,
+                                                          discriminator=disc if disc is not None else None)
+                    acc.backward(loss / cfg.grad_accumulation)
+                logs.update(to_floats(step_logs))
+                if cfg.grad_clip > 0:
+                    logs["grad_norm"] = float(acc.clip_grad_norm_(objective.parameters(), cfg.grad_clip))
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                if disc is not None:
+                    d_opt.zero_grad(set_to_none=True)  # the generator term left gradients in D
+                if ema is not None:
+                    ema.update(acc.unwrap_model(objective).autoencoder, step=step)
+            else:
+                with torch.no_grad(), acc.autocast():
+                    _, _, x_hat, target = objective(x, step=step, cpu_generator=cpu_gen, device_generator=dev_gen)
+                with acc.autocast():
+                    d_loss = discriminator_loss(disc, target, x_hat)
+                acc.backward(d_loss)
+                d_opt.step()
+                d_sched.step()
+                d_opt.zero_grad(set_to_none=True)
+                opt.zero_grad(set_to_none=True)
+                logs["loss/discriminator"] = float(d_loss.detach())
+            logs["lr"] = sched.get_last_lr()[0]
+            if analyze_every and (step + 1) % analyze_every == 0 and acc.is_main_process:
+                from .evaluation import latent_spectrum
+
+                model = acc.unwrap_model(objective).autoencoder
+                model.eval()
+                spec = latent_spectrum(model, analysis_images)
+                model.train()
+                logs.update({f"diag/{k}": v for k, v in spec.items() if isinstance(v, float)})
+            return logs
+
+        trainer.run(self.train_set, step_fn, num_workers=self.recipe.data.num_workers)
+        model = acc.unwrap_model(objective).autoencoder
+        if acc.is_main_process:
+            meta = {"component": ae_comp.spec.name, "stage_key": stage.key}
+            save_weights(model, folder / "model.safetensors", meta)
+            if ema is not None:
+                save_weights(ema.module, folder / "ema.safetensors", meta)
+            mark_stage_complete(folder, stage.key, {"steps": cfg.steps})
+        acc.wait_for_everyone()
+        if ema is not None:
+            model = ema.module
+        self.ae = model.eval()
+        self._timed("autoencoder", t0)
+
+    def latent_stats_stage(self) -> None:
+        stage = self.plan.stage("latent_stats")
+        acc = self.acc
+        src = (stage.reused_from / "autoencoder") if stage.reused_from is not None else stage.folder
+        path = src / "latent_stats.safetensors"
+        marker_ok = stage.reused_from is not None or stage_complete(stage.folder / "latent_stats", stage.key)
+        if not (marker_ok and path.exists()):
+            if stage.reused_from is not None:
+                from specmatch.core.errors import SpecmatchError
+
+                raise SpecmatchError(f"autoencoder.from_run: {src} has no latent_stats.safetensors; rerun that "
+                                     f"run to completion first")
+            t0 = time.perf_counter()
+            cfg = self.recipe.latent_stats
+            stats = compute_latent_stats(acc, self.ae, self.train_set, images=cfg.images, flips=cfg.flips,
+                                         mode=cfg.mode, subtract_mean=cfg.subtract_mean,
+                                         batch_size=self.recipe.evaluation.batch_size, seed=self.recipe.run.seed)
+            if acc.is_main_process:
+                save_latent_stats(stats, path, {"mode": cfg.mode, "images": str(cfg.images),
+                                                "flips": str(cfg.flips), "stage_key": stage.key})
+                mark_stage_complete(stage.folder / "latent_stats", stage.key)
+            acc.wait_for_everyone()
+            self._timed("latent_stats", t0)
+        stats = load_latent_stats(path)
+        self.normalizer = LatentNormalizer(self.ae, stats["mean"], stats["std"]).to(acc.device)
+        c, h, w = self.ae.latent_channels, *self._latent_hw()
+        self.upstream["latent_shape"] = (c, h, w)
+        self.upstream["normalizer"] = self.normalizer
+        self.metrics["latent_mean"] = float(stats["mean"].mean())
+        self.metrics["latent_std"] = float(stats["std"].mean())
+
+    def _latent_hw(self) -> tuple[int, int]:
+        x = self.test_set[0][0]
+        f = self.ae.downsample_factor
+        return x.shape[-2] // f, x.shape[-1] // f
+
+    def denoiser_stage(self) -> None:
+        stage = self.plan.stage("denoiser")
+        acc = self.acc
+        folder = stage.folder
+        cfg = self.recipe.train.denoiser
+        denoiser = self.build("denoiser")
+        self.objective = self.build("objective")
+        self.sampler = self.build("sampler")
+        final = folder / "model.safetensors"
+        if stage_complete(folder, stage.key) and final.exists():
+            ema_path = folder / "ema.safetensors"
+            load_weights(denoiser, ema_path if ema_path.exists() else final)
+            self.denoiser = denoiser.to(acc.device).eval()
+            acc.print(f"[denoiser] complete in {folder}; reused")
+            return
+        t0 = time.perf_counter()
+        opt, sched = make_optimizer(denoiser.parameters(), cfg)
+        model, opt, sched = acc.prepare(denoiser, opt, sched)
+        trainer = StageTrainer(accelerator=acc, name="denoiser", folder=folder, key=stage.key, cfg=cfg,
+                               seed=self.seed("denoiser"), log=MetricsLog(self.log_path, acc, "denoiser"),
+                               log_every=self.recipe.run.log_every, resume=self.resume)
+        ema = trainer.add_ema(model, cfg.ema_decay) if cfg.ema_decay else None
+        trainer.restore()
+        normalizer = self.normalizer
+        conditional = cfg.class_conditional and self.upstream["num_classes"] > 0
+
+        def step_fn(batch, step, cpu_gen, dev_gen):
+            x, y = batch[0].to(acc.device), batch[1].to(acc.device)
+            model.train()
+            logs: dict[str, float] = {}
+            for xm, ym in zip(_micro_batches(x, cfg.grad_accumulation), _micro_batches(y, cfg.grad_accumulation)):
+                z = normalizer.encode(xm, dev_gen)
+                kwargs = {"y": ym} if conditional else {}
+                with acc.autocast():
+                    loss, parts = self.objective.loss(model, z, generator=dev_gen, **kwargs)
+                acc.backward(loss / cfg.grad_accumulation)
+                logs.update(to_floats({"loss/total": loss, **{f"loss/{k}": v for k, v in parts.items()}}))
+            if cfg.grad_clip > 0:
+                logs["grad_norm"] = float(acc.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update(acc.unwrap_model(model), step=step)
+            logs["lr"] = sched.get_last_lr()[0]
+            return logs
+
+        trainer.run(self.train_set, step_fn, num_workers=self.recipe.data.num_workers)
+        unwrapped = acc.unwrap_model(model)
+        if acc.is_main_process:
+            save_weights(unwrapped, folder / "model.safetensors", {"stage_key": stage.key})
+            if ema is not None:
+                save_weights(ema.module, folder / "ema.safetensors", {"stage_key": stage.key})
+            mark_stage_complete(folder, stage.key, {"steps": cfg.steps})
+        acc.wait_for_everyone()
+        self.denoiser = (ema.module if ema is not None else unwrapped).eval()
+        self._timed("denoiser", t0)
+
+    def evaluation_stage(self) -> None:
+        from . import evaluation as E
+
+        acc = self.acc
+        ev = self.recipe.evaluation
+        t0 = time.perf_counter()
+        x, y = E.reconstruct(acc, self.ae, self.test_set, ev.reconstruction_images, ev.batch_size)
+        self.metrics.update(E.reconstruction_metrics(x, y))
+        network, why_not = (E.load_feature_network(ev.feature_network, self.resolved.recipe_dir, acc.device)
+                            if ev.frechet else (None, "evaluation.frechet = false"))
+        self.metrics["feature_network"] = network.describe()["name"] if network is not None else "none"
+        if network is None:
+            acc.print(f"[evaluation] no Frechet/KID: {why_not}")
+        if network is not None and x.shape[0] >= 2:
+            self.metrics.update(E.frechet_metrics(x, y, prefix="r", network=network,
+                                                  kid_subset=ev.kid_subset_size, batch_size=ev.batch_size))
+        n_spec = min(ev.spectrum_images, len(self.test_set))
+        if n_spec:
+            imgs = torch.stack([self.test_set[i][0] for i in range(n_spec)]).to(acc.device)
+            spec = E.latent_spectrum(self.ae, imgs)
+            self.metrics.update({k: v for k, v in spec.items() if isinstance(v, float)})
+            self.spectrum = spec
+        samples = None
+        if self.recipe.denoiser is not None and ev.num_samples > 0:
+            samples = E.generate(acc, self.sampler, self.denoiser, self.normalizer, n=ev.num_samples,
+                                 latent_shape=self.upstream["latent_shape"], batch_size=ev.batch_size,
+                                 seed=self.seed("samples"),
+                                 num_classes=self.upstream["num_classes"]
+                                 if self.recipe.train.denoiser.class_conditional else 0)
+            self.metrics["gen_samples"] = float(samples.shape[0])
+            if network is not None and samples.shape[0] >= 2:
+                n = samples.shape[0]
+                real = torch.stack([self.train_set[i][0] for i in range(min(n, len(self.train_set)))])
+                self.metrics.update(E.frechet_metrics(real.to(acc.device), samples, prefix="gen_",
+                                                      network=network, kid_subset=ev.kid_subset_size,
+                                                      batch_size=ev.batch_size))
+        self._timed("evaluation", t0)
+        if acc.is_main_process:
+            k = ev.sample_grid
+            E.save_grid(torch.cat([x[:k // 2], y[:k // 2]]) if x.shape[0] else x, self.out / "reconstructions.png",
+                        nrow=max(1, int((k // 2) ** 0.5)))
+            if samples is not None:
+                E.save_grid(samples[:k], self.out / "samples.png")
+            self.write_outputs()
+        acc.wait_for_everyone()
+
+    def write_outputs(self) -> None:
+        flat = {k: v for k, v in self.metrics.items() if isinstance(v, (int, float, str))}
+        flat.update({f"time_{k}_s": round(v, 2) for k, v in self.timings.items()})
+        flat["processes"] = self.acc.num_processes
+        write_json_atomic(self.out / "metrics.json", flat)
+        if getattr(self, "spectrum", None):
+            write_json_atomic(self.out / "spectrum.json", self.spectrum)
+        lines = [f"# {self.recipe.run.name}", "", f"recipe hash `{self.resolved.section_hash()}`, "
+                 f"specmatch {__version__}, {self.acc.num_processes} process(es) on {self.acc.device}", "",
+                 "| metric | value |", "|---|---|"]
+        for key, value in sorted(flat.items()):
+            lines.append(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |")
+        (self.out / "summary.md").write_text("\n".join(lines) + "\n")
+
+
+def run_pipeline(resolved: ResolvedRecipe, plan: Plan, *, resume: bool = True) -> dict[str, Any]:
+    pipeline = Pipeline(resolved, plan, resume=resume)
+    metrics = pipeline.run()
+    if pipeline.acc.is_main_process:
+        print(metrics_table(metrics))
+    return metrics
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    rows = [("metric", "value")]
+    for key in sorted(metrics):
+        v = metrics[key]
+        rows.append((key, f"{v:.4g}" if isinstance(v, float) else str(v)))
+    w = max(len(r[0]) for r in rows)
+    return "\n".join(f"{a:<{w}}  {b}" for a, b in rows)

@@ -1,0 +1,114 @@
+"""A stage's optimisation loop, shared by the autoencoder and denoiser stages.
+
+The loop is explicit: for each global step, fetch the step's batch, run the stage's ``step_fn`` (which does
+forward, backward and optimizer steps through the helpers here), log, checkpoint. Resume restores models,
+optimizers, schedulers, EMA, RNG and the step from the newest matching checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .checkpoint import TrainState, latest_checkpoint, save_checkpoint
+from .data import step_loader
+from .runtime import step_generators
+from .schedule import warmup_lambda
+
+
+def make_optimizer(params, cfg: Any, lr: float | None = None):
+    params = [p for p in params if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr or cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_lambda(cfg.warmup_steps))
+    return opt, sched
+
+
+class MetricsLog:
+    """Training curves as JSON lines (one object per logged step), plus accelerate trackers."""
+
+    def __init__(self, path: Path, accelerator, stage: str):
+        self.path, self.accelerator, self.stage = path, accelerator, stage
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        row = {"stage": self.stage, "step": step, **values}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.accelerator.trackers:
+            self.accelerator.log({f"{self.stage}/{k}": v for k, v in values.items()}, step=step)
+
+
+class StageTrainer:
+    def __init__(self, *, accelerator, name: str, folder: Path, key: str, cfg: Any, seed: int, log: MetricsLog,
+                 log_every: int, resume: bool):
+        self.accelerator, self.name, self.folder, self.key = accelerator, name, folder, key
+        self.cfg, self.seed, self.log, self.log_every, self.resume = cfg, seed, log, log_every, resume
+        self.state = TrainState()
+        self.emas: list[Any] = []
+
+    def add_ema(self, module: nn.Module, decay: float):
+        """timm's ModelEmaV3 keeps the EMA copy; registered so checkpoints include it."""
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(self.accelerator.unwrap_model(module), decay=decay, device=self.accelerator.device)
+        self.accelerator.register_for_checkpointing(ema)
+        self.emas.append(ema)
+        return ema
+
+    def restore(self) -> int:
+        self.accelerator.register_for_checkpointing(self.state)
+        ckpt_dir = self.folder / "checkpoints"
+        if self.resume:
+            latest = latest_checkpoint(ckpt_dir, self.key)
+            if latest is not None:
+                self.accelerator.load_state(str(latest))
+                self.accelerator.print(f"[{self.name}] resumed from {latest} (step {self.state.step})")
+        return self.state.step
+
+    def run(self, dataset, step_fn: Callable[[Any, int, torch.Generator, torch.Generator], dict[str, float]],
+            num_workers: int = 0) -> None:
+        from tqdm.auto import tqdm
+
+        acc = self.accelerator
+        start = self.state.step
+        total = self.cfg.steps
+        if start >= total:
+            return
+        world = acc.num_processes
+        loader = step_loader(dataset, global_batch=self.cfg.batch_size * world, seed=self.seed,
+                             start_step=start, num_steps=total, rank=acc.process_index, world=world,
+                             num_workers=num_workers)
+        bar = tqdm(total=total, initial=start, desc=self.name, disable=not acc.is_local_main_process,
+                   dynamic_ncols=True)
+        t0 = time.perf_counter()
+        for step, batch in zip(range(start, total), loader):
+            cpu_gen, dev_gen = step_generators(self.seed, self.name, step, acc.process_index, acc.device)
+            logs = step_fn(batch, step, cpu_gen, dev_gen)
+            self.state.step = step + 1
+            if (step + 1) % self.log_every == 0 or step + 1 == total:
+                logs["time/step_seconds"] = (time.perf_counter() - t0) / max(1, step + 1 - start)
+                self.log.write(step + 1, logs)
+                bar.set_postfix({k.split("/")[-1]: f"{v:.4g}" for k, v in logs.items() if k.startswith("loss/")})
+            bar.update(1)
+            every = self.cfg.checkpoint_every
+            if every and (step + 1) % every == 0 and step + 1 < total:
+                save_checkpoint(acc, self.folder / "checkpoints", step + 1, self.key)
+        bar.close()
+        save_checkpoint(acc, self.folder / "checkpoints", total, self.key)
+
+    def backward_and_step(self, loss: torch.Tensor, module: nn.Module, optimizer, scheduler) -> float:
+        acc = self.accelerator
+        acc.backward(loss)
+        grad_norm = 0.0
+        if self.cfg.grad_clip > 0 and acc.sync_gradients:
+            grad_norm = float(acc.clip_grad_norm_(module.parameters(), self.cfg.grad_clip))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        return grad_norm

@@ -1,0 +1,103 @@
+"""Every shipped recipe validates and says how to run it; the recipe reference in the docs is current."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+from specmatch.core.errors import RecipeError
+from specmatch.core.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = sorted(ROOT.glob("recipes/**/*.toml"))
+
+
+def _is_base(path: Path) -> bool:
+    """Shared bases (``base*.toml``, ``_base*.toml`` or anything in such a folder) are extended, never run."""
+    return any(part.startswith(("base", "_base")) for part in path.relative_to(ROOT / "recipes").parts)
+
+
+def _id(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+@pytest.fixture(autouse=True)
+def _builtins_only(monkeypatch):
+    # shipped recipes may use only what specmatch itself provides (and their own [plugins] files)
+    monkeypatch.setenv("SPECMATCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+
+def test_recipes_are_shipped():
+    assert ROOT.joinpath("recipes", "smoke.toml") in RECIPES
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=_id)
+def test_shipped_recipe_validates(path):
+    try:
+        load_recipe(path)
+    except RecipeError as exc:
+        pytest.fail(f"shipped recipe does not validate:\n{exc}")
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=_id)
+def test_shipped_recipe_starts_with_a_comment(path):
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("# ") and len(first) > 10, f"{_id(path)} must start with a comment saying what it is"
+
+
+@pytest.mark.parametrize("path", [p for p in RECIPES if not _is_base(p)], ids=_id)
+def test_shipped_recipe_names_its_own_run_command(path):
+    command = f"specmatch run {_id(path)}"
+    text = path.read_text(encoding="utf-8")
+    comments = [line for line in text.splitlines() if line.lstrip().startswith("#")]
+    assert any(re.search(re.escape(command) + r"(\s|$)", line) for line in comments), \
+        f"{_id(path)} must show the command `{command}` in a comment"
+
+
+def test_base_detection():
+    recipes = ROOT / "recipes"
+    assert _is_base(recipes / "cpu" / "base.toml")
+    assert _is_base(recipes / "paper" / "base_celeba_f16d16.toml")
+    assert _is_base(recipes / "x" / "_base_small.toml")
+    assert _is_base(recipes / "bases" / "small.toml")
+    assert not _is_base(recipes / "cpu" / "esm.toml")
+    assert not _is_base(recipes / "smoke.toml")
+
+
+def _reference_generator():
+    script = ROOT / "docs" / "gen_recipe_reference.py"
+    spec = importlib.util.spec_from_file_location("gen_recipe_reference", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recipe_reference_in_the_docs_is_up_to_date():
+    gen = _reference_generator()
+    document = (ROOT / "docs" / "recipes.md").read_text(encoding="utf-8")
+    block = gen.render()
+    assert gen.BEGIN in document and gen.END in document
+    assert gen.splice(document, block) == document, \
+        "docs/recipes.md is out of date: run `python docs/gen_recipe_reference.py --write`"
+
+
+def test_recipe_reference_covers_every_schema_key():
+    import attrs
+
+    from specmatch.core import schema
+
+    block = _reference_generator().render()
+    for cls in (schema.Recipe, schema.RunConfig, schema.DataConfig, schema.RegularizerConfig,
+                schema.AdaptiveConfig, schema.AdversarialConfig, schema.AutoencoderTrainConfig,
+                schema.DenoiserTrainConfig, schema.LatentStatsConfig, schema.EvaluationConfig):
+        for field in attrs.fields(cls):
+            assert f"| `{field.name}` |" in block, f"{cls.__name__}.{field.name} is not in the reference"
+    for heading in ("[run]", "[[regularizers]]", "[regularizers.adaptive]", "[adversarial.adaptive]",
+                    "[train.autoencoder]", "[train.denoiser]", "[evaluation]"):
+        assert f"#### `{heading}`" in block
+    # train.denoiser shows its own defaults, not the shared optimiser class defaults
+    denoiser = block.split("#### `[train.denoiser]`")[1].split("####")[0]
+    assert "| `lr` | float | `0.0002` |" in denoiser and "| `ema_decay` | float | `0.999` |" in denoiser

@@ -1,0 +1,1 @@
+"""A fake plugin for an older specmatch; specmatch refuses it before importing anything from here."""
