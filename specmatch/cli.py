@@ -247,6 +247,40 @@ def run(ctx: click.Context, recipe: str, overrides: tuple[str, ...], output_dir:
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--images", type=click.IntRange(min=1), default=256, show_default=True, help="Images analysed (N).")
+@click.option("--deltas", default="0,0.6,0.8,1.0,1.2", show_default=True, help="Comma-separated delta targets.")
+@click.option("--levels", default="0,2,4,6,8,10,12", show_default=True, help="DSM mask levels for low-pass fidelity.")
+@click.option("--block-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.pass_context
+def analyze(ctx: click.Context, run_dir: str, images: int, deltas: str, levels: str, block_size: int,
+            split: str) -> None:
+    """Latent spectrum (band distributions, KL to delta-targets, slope) and low-pass fidelity of a run's
+    autoencoder; writes RUN_DIR/analysis.json and RUN_DIR/spectrum.png."""
+    from .core.errors import SpecmatchError
+
+    try:
+        delta_values = [float(d) for d in deltas.split(",") if d.strip()]
+        level_values = [int(k) for k in levels.split(",") if k.strip()]
+    except ValueError:
+        raise SpecmatchError(f"--deltas must be numbers and --levels integers; got {deltas!r} and {levels!r}")
+    _registry(ctx)  # plugin warnings, strict mode
+    from .engine.analyze import analyze_run
+
+    report = analyze_run(Path(run_dir), images=images, deltas=delta_values, levels=level_values,
+                         block_size=block_size, split=split)
+    click.echo(f"N = {report['n_images']} {split} images, latent {report['latent_shape']}")
+    click.echo(f"{'target':<12} {'KL(target||latent)':>20} {'slope':>8}")
+    for delta, t in report["targets"].items():
+        click.echo(f"delta={delta:<6} {t['kl_to_latent']:>20.5f} {t['slope']:>8.2f}")
+    click.echo(f"{'latent':<12} {'':>20} {report['latent']['slope']:>8.2f}")
+    for key, value in report["lowpass"].items():
+        click.echo(f"{key}: {value:.2f} dB")
+    click.echo(f"wrote {Path(run_dir) / 'analysis.json'} and {Path(run_dir) / 'spectrum.png'}")
+
+
+@main.command()
 def env() -> None:
     """The interpreter, specmatch's location and the plugin switches (for bug reports)."""
     import os

@@ -263,14 +263,16 @@ def _check_esm_inputs(image: torch.Tensor, latent: torch.Tensor, n_bins: int, ce
 def _image_coefficients_on_grid(x: torch.Tensor, h: int, w: int, spec: BlurSpec) -> torch.Tensor:
     """DCT coefficients (B, C, h, w) of the blurred, bicubic-resized image, as ``A_h @ x @ A_w.T``.
 
-    The image side of ESM is linear up to the squaring: blur, bicubic resize and DCT fold into one (h, H)
-    and one (w, W) matrix (rows that the resize never reads are dropped first).
+    The image side of ESM is linear up to the squaring, so blur, bicubic resize and DCT fold into one (h, H)
+    and one (w, W) matrix. When each output row reads only a window of image rows (integer decimation), only
+    those windows are gathered (one strided copy) before the products.
     """
-    _, _, big_h, big_w = x.shape
-    rows, a_h, a_w = image_spectrum_operator(big_h, big_w, h, w, spec, x.device, x.dtype)
-    if rows is not None:
-        x = x.index_select(2, rows)
-    return _separable_map(x, a_h, a_w)
+    b, c, big_h, big_w = x.shape
+    op = image_spectrum_operator(big_h, big_w, h, w, spec, x.device, x.dtype)
+    if op.row_window is not None:
+        period, first, length = op.row_window
+        x = x.reshape(b, c, h, period, big_w)[:, :, :, first : first + length].reshape(b, c, h * length, big_w)
+    return _separable_map(x, op.a_h, op.a_w)
 
 
 def _distribution_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:

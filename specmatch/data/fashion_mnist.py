@@ -149,4 +149,7 @@ class FashionMNISTDataset(Dataset):
         return image, int(self.labels[index])
 
     def __repr__(self) -> str:
-        return f"FashionMNISTDataset(root={str(self.root)!r}, split={self.split!r}, n={len(self)}, resolution={self.resolution})"
+        return (
+            f"FashionMNISTDataset(root={str(self.root)!r}, split={self.split!r}, n={len(self)}, "
+            f"resolution={self.resolution})"
+        )

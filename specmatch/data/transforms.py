@@ -1,4 +1,4 @@
-"""Image helpers shared by the datasets: reproducible per-item randomness, crops, flips, [-1, 1] scaling.
+"""Image utilities shared by the datasets: reproducible per-item randomness, crops, flips, [-1, 1] scaling.
 
 Reproducible augmentation
 -------------------------

@@ -54,7 +54,9 @@ class AutoencoderObjective(nn.Module):
                  perceptual_weight: float = 0.0, teacher: Any = None, adversarial_cfg: Any = None):
         super().__init__()
         self.autoencoder = autoencoder
-        self.regularizers = nn.ModuleList(regularizers)
+        # modules are registered (moved, optimised, checkpointed); plain objects are allowed when stateless
+        self.regularizer_modules = nn.ModuleList([r for r in regularizers if isinstance(r, nn.Module)])
+        self._regularizers = list(regularizers)
         self.slots = slots
         self.pixel_loss = pixel_loss
         self.sample_posterior = sample_posterior
@@ -81,7 +83,7 @@ class AutoencoderObjective(nn.Module):
         weights = [term_weight(s.config.weight, step, start_step=s.config.start_step,
                                warmup_steps=s.config.warmup_steps, end_step=s.config.end_step)
                    for s in self.slots]
-        active = [(s, reg, w) for s, reg, w in zip(self.slots, self.regularizers, weights) if w > 0]
+        active = [(s, reg, w) for s, reg, w in zip(self.slots, self._regularizers, weights) if w > 0]
 
         posterior = ae.encode(x)
         z = posterior.sample(device_generator) if self.sample_posterior else posterior.mode()

@@ -193,9 +193,11 @@ class Pipeline:
 
                 model = acc.unwrap_model(objective).autoencoder
                 model.eval()
+                from specmatch.analysis import spectrum_scalars
+
                 spec = latent_spectrum(model, analysis_images)
                 model.train()
-                logs.update({f"diag/{k}": v for k, v in spec.items() if isinstance(v, float)})
+                logs.update({f"diag/{k}": v for k, v in spectrum_scalars(spec).items()})
             return logs
 
         trainer.run(self.train_set, step_fn, num_workers=self.recipe.data.num_workers)
@@ -325,8 +327,10 @@ class Pipeline:
         n_spec = min(ev.spectrum_images, len(self.test_set))
         if n_spec:
             imgs = torch.stack([self.test_set[i][0] for i in range(n_spec)]).to(acc.device)
+            from specmatch.analysis import spectrum_scalars
+
             spec = E.latent_spectrum(self.ae, imgs)
-            self.metrics.update({k: v for k, v in spec.items() if isinstance(v, float)})
+            self.metrics.update(spectrum_scalars(spec))
             self.spectrum = spec
         samples = None
         if self.recipe.denoiser is not None and ev.num_samples > 0:

@@ -49,8 +49,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, *, eps: float = SQRTM_EPS, method
 
     ``method="eigh"`` computes the same trace as ``sum(sqrt(eigvalsh(A sigma2 A)))`` with
     ``A = sigma1^(1/2)`` (a symmetric matrix similar to ``sigma1 @ sigma2``; tiny negative eigenvalues from
-    rounding are clipped to 0). It needs no imaginary-part check and is about ten times faster at d = 2048;
-    it agrees with ``sqrtm`` to about 1e-7 relative.
+    rounding are clipped to 0). It needs no imaginary-part check and was 2-10 times faster at d = 2048 on
+    2 CPU cores (6.5 s against 14-62 s); it agrees with ``sqrtm`` to about 1e-7 relative.
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, dtype=np.float64)), np.atleast_1d(np.asarray(mu2, dtype=np.float64))
     sigma1 = np.atleast_2d(np.asarray(sigma1, dtype=np.float64))

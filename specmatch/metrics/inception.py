@@ -147,16 +147,20 @@ class InceptionFeatures:
         x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
         return 2.0 * x - 1.0
 
-    def __call__(self, images: Tensor) -> Tensor:
+    def __call__(self, images: Tensor, *, batch_size: int | None = None) -> Tensor:
         """Features (B, 2048) float64 on the CPU of images (B, 3, H, W) in [-1, 1].
 
-        Features leave the device because their statistics are computed in float64 with numpy/scipy.
+        ``batch_size`` overrides the instance's chunk size for this call. Features leave the device because
+        their statistics are computed in float64 with numpy/scipy.
         """
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+        chunk_size = int(batch_size) if batch_size is not None else self.batch_size
+        if chunk_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         outputs = []
         with torch.inference_mode():
-            for chunk in images.split(self.batch_size):
+            for chunk in images.split(chunk_size):
                 chunk = chunk.to(self.device) if self.device is not None else chunk
                 if chunk.device != self._module_device:
                     self.module.to(chunk.device)

@@ -5,9 +5,8 @@ Conventions (method.md s4.3 evaluates "PSNR on the uint8 JPEGs" and "SSIM (torch
 * ``psnr(x, y)`` works on the float images with ``data_range = 2`` (the width of [-1, 1]):
   ``10 log10(data_range^2 / mse)`` per image. Identical images give ``inf``.
 * ``psnr_uint8(x, y)`` first rounds both images to 8-bit levels (as saving a PNG would) and computes PSNR
-  on [0, 255] with ``data_range = 255``. This is the paper's convention minus the JPEG compression, and is
-  what specmatch reports as PSNR. The two differ by the quantisation error, which matters only above about
-  40 dB.
+  on [0, 255] with ``data_range = 255``: the paper's convention minus the JPEG compression. The two differ
+  by the quantisation error, which matters only above about 40 dB.
 * ``ssim(x, y)`` is torchmetrics' SSIM (Gaussian window 11, sigma 1.5, K1 0.01, K2 0.03) on the float
   images with ``data_range = 2``, averaged over channels and pixels of each image. It needs images of at
   least 11 x 11 pixels.
@@ -22,7 +21,9 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 
 def _check_pair(x: Tensor, y: Tensor) -> None:
     if x.shape != y.shape or x.ndim != 4:
-        raise ValueError(f"expected two image batches of equal shape (B, C, H, W); got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"expected two image batches of equal shape (B, C, H, W); got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
 
 
 def psnr(x: Tensor, y: Tensor, data_range: float = 2.0) -> Tensor:

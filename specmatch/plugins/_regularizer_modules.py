@@ -107,9 +107,9 @@ class EQVAERegularizer(nn.Module):
             return eq_pair(z, target, SpatialTransform(scale=scale, rot90=rot), ctx.downsample_factor)
         if _uniform(ctx.generator) < p.p_prior_s and ctx.encode is not None:  # prior preservation, downscaled
             scale = self.scales[_draw(ctx.generator, len(self.scales))]
-            side = max(1, round(z.shape[-1] * scale)) * ctx.downsample_factor
-            small = F.interpolate(target, size=(side, side), mode="bilinear", align_corners=False,
-                                  antialias=True)
+            # floor and no antialiasing, as the EQ-VAE code (F.interpolate with scale_factor) does
+            side = max(1, int(z.shape[-1] * scale)) * ctx.downsample_factor
+            small = F.interpolate(target, size=(side, side), mode="bilinear", align_corners=False)
             self.last_branch = 2.0
             return ctx.encode(small).sample(ctx.generator), small
         return z, target

@@ -11,13 +11,17 @@ class TimmTeacherParams:
     weights: str = param(doc="local weights file (.safetensors/.pth); nothing is downloaded")
     sha256: str = param("", doc="expected sha256 of the weights file ('' = not checked)")
     input_size: int = param(0, doc="teacher input side (0 = the model's pretrained config)", ge=0)
+    normalize: bool = param(True, doc="apply the model's mean/std (VA-VAE feeds [-1, 1] images: false)")
+    interpolation: str = param("", doc="resize mode to the input size ('' = the model's config)",
+                               choices=("", "bilinear", "bicubic"))
 
 
 def build_timm_teacher(params: TimmTeacherParams, ctx):
     from specmatch.alignment.teachers import TimmTeacher
 
     return TimmTeacher(params.model, ctx.resolve_path(params.weights), sha256=params.sha256 or None,
-                       input_size=params.input_size or None)
+                       input_size=params.input_size or None, normalize=params.normalize,
+                       interpolation=params.interpolation or None)
 
 
 @attrs.frozen(kw_only=True)

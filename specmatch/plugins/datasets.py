@@ -12,13 +12,16 @@ class DemoPhotosParams:
     num_images: int = param(4096, doc="training crops (the test split uses held-out photos)", ge=1)
     num_test_images: int = param(512, doc="test crops from the held-out photos", ge=1)
     hflip_p: float = param(0.5, doc="horizontal flip probability (training split)", ge=0, le=1)
-    seed: int = param(0, doc="seed of the crop boxes and flips")
+    seed: int = param(0, doc="seed of the flips")
+    crop_seed: int = param(0, doc="seed of the crop boxes (keep it fixed to compare runs on the same images)")
+    include_grey: bool = param(False, doc="also crop the bundled grey photos (replicated to RGB), train only")
 
 
 def build_demo(params: DemoPhotosParams, ctx):
     from specmatch.data.demo import DemoPhotosDataset
 
-    common = dict(resolution=params.resolution, seed=params.seed)
+    common = dict(resolution=params.resolution, seed=params.seed, crop_seed=params.crop_seed,
+                  include_grey=params.include_grey)
     return {"train": DemoPhotosDataset(split="train", num_images=params.num_images, hflip_p=params.hflip_p,
                                        **common),
             "test": DemoPhotosDataset(split="test", num_images=params.num_test_images, hflip_p=0.0, **common)}
@@ -32,7 +35,7 @@ class ImageFolderParams:
     hflip_p: float = param(0.5, doc="horizontal flip probability (training split)", ge=0, le=1)
     test_fraction: float = param(0.05, doc="fraction held out for evaluation", ge=0, lt=1)
     class_from_subfolder: bool = param(False, doc="labels from the first sub-folder name")
-    seed: int = param(0, doc="seed of the split and flips")
+    seed: int = param(0, doc="seed of the flips (the split hashes each file's path, so it never moves)")
 
 
 def build_image_folder(params: ImageFolderParams, ctx):

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from specmatch.core.errors import WeightsError
 from specmatch.losses.perceptual import LPIPS, STLPIPS
 
-needs_stlpips = pytest.mark.skipif(importlib.util.find_spec("stlpips_pytorch") is None,
-                                   reason="stlpips-pytorch is not installed (pip install --no-deps stlpips-pytorch==0.0.2)")
+needs_stlpips = pytest.mark.skipif(
+    importlib.util.find_spec("stlpips_pytorch") is None,
+    reason="stlpips-pytorch is not installed (pip install --no-deps stlpips-pytorch==0.0.2)")
 
 
 def photo(name: str, size: int = 32) -> torch.Tensor:

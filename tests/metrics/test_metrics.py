@@ -228,11 +228,7 @@ def test_inception_features_shape_and_similarity(inception):
 def test_inception_batch_size_does_not_change_features(inception):
     images = torch.stack(pattern_images())
     together = inception(images)
-    inception.batch_size, previous = 1, inception.batch_size
-    try:
-        one_by_one = inception(images)
-    finally:
-        inception.batch_size = previous
+    one_by_one = inception(images, batch_size=1)
     assert torch.allclose(together, one_by_one, rtol=1e-4, atol=1e-4)
 
 

@@ -218,9 +218,20 @@ def test_image_to_latent_grid_equals_unfused_pipeline(rng, size, hw, blur, expec
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=0, atol=2e-6)
 
 
-@pytest.mark.parametrize("latent_size,blur", [(16, "reference"), (32, "reference"), (8, (3, 0.7)), (16, None)])
-def test_folded_target_spectrum_equals_unfused_pipeline(rng, latent_size, blur):
-    x = rand(rng, 2, 3, 64, 64, dtype=torch.float64)
+@pytest.mark.parametrize(
+    "image_size,latent_size,blur",
+    [
+        (64, 16, "reference"),  # x4 with blur: every image row is read (dense path)
+        (64, 32, "reference"),  # x2, blur skipped at h == 32
+        (64, 8, (3, 0.7)),  # x8, explicit blur: rows read in windows 8i+1 ... 8i+6 (windowed path)
+        (128, 16, None),  # x8 without blur: windows of 4 rows, as f8 at 256 px
+        (64, 4, "reference"),  # x16 with blur: windows of 10 rows, as f16 at 256 px
+        (96, 12, (5, 1.0)),
+        (48, 16, None),  # x3
+    ],
+)
+def test_folded_target_spectrum_equals_unfused_pipeline(rng, image_size, latent_size, blur):
+    x = rand(rng, 2, 3, image_size, image_size, dtype=torch.float64)
     z = rand(rng, 2, 4, latent_size, latent_size, dtype=torch.float64)
     p, q = esm_distributions(x, z, delta=0.8, blur=blur)
     p_ref, q_ref, _ = ref_esm(x, z, delta=0.8, blur="ref" if blur == "reference" else blur)

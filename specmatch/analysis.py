@@ -1,0 +1,139 @@
+"""Diffusability diagnostics of an autoencoder's latent: the spectrum analysis of the paper's figures and
+DSM's low-pass fidelity. Used by ``specmatch analyze``, by the evaluation stage and (every
+``train.autoencoder.analyze_every`` steps) during training.
+
+* **Band distributions** (method.md s8): per image, the normalised radial DCT band-power distribution of the
+  image (tilted by (k+1)^delta) and of the latent; mean and std over images; KL(delta-target || latent) of the
+  mean distributions; the log-log slope of the latent's distribution. The paper's figures use center "none",
+  remove_dc False, log power, 16 bins, which are the defaults here.
+* **Low-pass fidelity** (method.md s3): for each DSM mask level k, how well ``decode(lowpass_k(z))`` matches
+  ``lowpass_k(x)`` (PSNR). A decoder that keeps frequency-to-frequency correspondence degrades gracefully.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+
+
+def loglog_slope(dist: torch.Tensor) -> float:
+    """Least-squares slope of log p_k against log k (k = 1..n_bins), ignoring empty bins."""
+    p = dist.double().flatten()
+    k = torch.arange(1, p.numel() + 1, dtype=torch.float64, device=p.device)
+    keep = p > 0
+    if keep.sum() < 2:
+        return float("nan")
+    x, y = k[keep].log(), p[keep].log()
+    x = x - x.mean()
+    return float((x * (y - y.mean())).sum() / (x * x).sum())
+
+
+def kl_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-8) -> float:
+    """KL(p || q) of two distributions over bins, each renormalised to sum 1 (as method.md s8's table)."""
+    p = p.double() / p.double().sum()
+    q = q.double() / q.double().sum()
+    return float((p * ((p + eps).log() - (q + eps).log())).sum())
+
+
+@torch.no_grad()
+def encode_latents(autoencoder, images: torch.Tensor, *, batch_size: int = 32, sample: bool = True,
+                   seed: int = 0) -> torch.Tensor:
+    """Posterior samples (what ESM regularises and the denoiser sees) or means, batch by batch."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        post = autoencoder.encode(images[start:start + batch_size])
+        if sample:
+            noise = torch.randn(post.mean.shape, generator=g).to(post.mean.device, post.mean.dtype)
+            out.append(post.mean + post.std * noise)
+        else:
+            out.append(post.mean)
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def spectrum_report(images: torch.Tensor, latents: torch.Tensor, *, deltas: Sequence[float] = (0.0, 1.0),
+                    n_bins: int = 16, center: str = "none", remove_dc: bool = False) -> dict[str, Any]:
+    from specmatch.spectral import esm_distributions
+
+    report: dict[str, Any] = {"n_images": int(images.shape[0]), "n_bins": n_bins, "center": center,
+                              "remove_dc": remove_dc, "targets": {}}
+    latent_dist = None
+    for delta in deltas:
+        p, q = esm_distributions(images, latents, delta=delta, n_bins=n_bins, center=center, remove_dc=remove_dc)
+        if latent_dist is None:
+            latent_dist = q
+            report["image"] = {"mean": p.mean(0).tolist(), "std": p.std(0, unbiased=False).tolist()} \
+                if delta == 0 else None
+        report["targets"][f"{delta:g}"] = {"mean": p.mean(0).tolist(), "std": p.std(0, unbiased=False).tolist(),
+                                           "kl_to_latent": kl_divergence(p.mean(0), q.mean(0)),
+                                           "slope": loglog_slope(p.mean(0))}
+    if report.get("image") is None:
+        p0, _ = esm_distributions(images, latents, delta=0.0, n_bins=n_bins, center=center, remove_dc=remove_dc)
+        report["image"] = {"mean": p0.mean(0).tolist(), "std": p0.std(0, unbiased=False).tolist()}
+    report["image"]["slope"] = loglog_slope(torch.tensor(report["image"]["mean"]))
+    report["latent"] = {"mean": latent_dist.mean(0).tolist(), "std": latent_dist.std(0, unbiased=False).tolist(),
+                        "slope": loglog_slope(latent_dist.mean(0))}
+    return report
+
+
+def spectrum_scalars(report: dict[str, Any]) -> dict[str, float]:
+    """Flat numbers of a spectrum report for metrics.json and training curves."""
+    out = {f"spectrum_kl_delta{d}": t["kl_to_latent"] for d, t in report["targets"].items()}
+    out["spectrum_latent_slope"] = report["latent"]["slope"]
+    return out
+
+
+@torch.no_grad()
+def lowpass_fidelity(autoencoder, images: torch.Tensor, *, levels: Sequence[int] = (0, 2, 4, 6, 8, 10, 12),
+                     block_size: int = 8, batch_size: int = 32) -> dict[str, float]:
+    """PSNR of decode(lowpass_k(z)) against lowpass_k(x) per mask level k (posterior means, no clamp)."""
+    from specmatch.metrics.reconstruction import psnr
+    from specmatch.spectral import block_lowpass
+
+    out: dict[str, float] = {}
+    for level in levels:
+        values = []
+        for start in range(0, images.shape[0], batch_size):
+            x = images[start:start + batch_size]
+            z = autoencoder.encode(x).mode()
+            if z.shape[-1] % block_size or x.shape[-1] % block_size:
+                return out  # this latent grid cannot be block-filtered at this block size
+            x_low, z_low = block_lowpass(x, level, block_size), block_lowpass(z, level, block_size)
+            values.append(psnr(autoencoder.decode(z_low).float(), x_low.float()))
+        out[f"lowpass_psnr_k{level}"] = float(torch.cat(values).mean())
+    return out
+
+
+def plot_spectrum(report: dict[str, Any], path, title: str = "") -> None:
+    """The paper's spectrum-distribution figure: image (solid), delta-targets (dashed), latent (bold)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = list(range(1, report["n_bins"] + 1))
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.plot(k, report["image"]["mean"], color="black", label="image (delta=0)")
+    for delta, t in report["targets"].items():
+        if float(delta) == 0:
+            continue
+        ax.plot(k, t["mean"], linestyle="--", label=f"target delta={delta} (KL {t['kl_to_latent']:.4f})")
+    lat = report["latent"]
+    ax.errorbar(k, lat["mean"], yerr=lat["std"], color="tab:red", linewidth=2, capsize=2,
+                label=f"latent (slope {lat['slope']:.2f})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("radial frequency bin")
+    ax.set_ylabel("normalised log band power")
+    ax.set_title(title or f"spectrum distribution, N={report['n_images']}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def finite(value: float) -> float | None:
+    return value if isinstance(value, float) and math.isfinite(value) else None
