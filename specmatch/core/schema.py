@@ -111,6 +111,8 @@ class AutoencoderTrainConfig(OptimConfig):
 @attrs.frozen(kw_only=True)
 class DenoiserTrainConfig(OptimConfig):
     class_conditional: bool = param(False, doc="condition on dataset labels (needs a labelled dataset)")
+    cache_latents: bool = param(True, doc="encode the training set once (posterior mean and std, and of the "
+                                          "flipped images) and sample latents from the cache each step")
 
 
 @attrs.frozen(kw_only=True)

@@ -128,6 +128,14 @@ def latent_spectrum(autoencoder, images: torch.Tensor, *, deltas=(0.0, 1.0), bat
     return spectrum_report(images, latents, deltas=deltas)
 
 
+def interleave_rows(originals: torch.Tensor, reconstructions: torch.Tensor, per_row: int = 8) -> torch.Tensor:
+    """Rows of originals, each followed by the row of their reconstructions."""
+    chunks = []
+    for start in range(0, originals.shape[0], per_row):
+        chunks += [originals[start:start + per_row], reconstructions[start:start + per_row]]
+    return torch.cat(chunks) if chunks else originals
+
+
 def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
     """A PNG grid of images in [-1, 1]."""
     from torchvision.utils import save_image

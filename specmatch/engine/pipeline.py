@@ -275,13 +275,31 @@ class Pipeline:
         trainer.restore()
         normalizer = self.normalizer
         conditional = cfg.class_conditional and self.upstream["num_classes"] > 0
+        train_data = self.train_set
+        if cfg.cache_latents:
+            from .latents import encode_moments
+
+            t_cache = time.perf_counter()
+            train_data = encode_moments(acc, self.ae, self.train_set, batch_size=self.recipe.evaluation.batch_size)
+            self._timed("latent_cache", t_cache)
+
+        def latents_of(batch, generator):
+            """Normalised latents of a batch: sampled from cached moments (random flip) or encoded now."""
+            if not cfg.cache_latents:
+                return normalizer.encode(batch[0].to(acc.device), generator), batch[1].to(acc.device)
+            mean, std = batch[0].to(acc.device).float(), batch[1].to(acc.device).float()
+            flip = torch.randint(0, 2, (mean.shape[0],), generator=generator, device=generator.device)
+            pick = torch.arange(mean.shape[0], device=mean.device)
+            mean, std = mean[pick, flip.to(mean.device)], std[pick, flip.to(mean.device)]
+            eps = torch.randn(mean.shape, generator=generator, device=generator.device).to(mean.device)
+            return (mean + std * eps - normalizer.mean) / normalizer.std, batch[2].to(acc.device)
 
         def step_fn(batch, step, cpu_gen, dev_gen):
-            x, y = batch[0].to(acc.device), batch[1].to(acc.device)
+            z_all, y = latents_of(batch, dev_gen)
             model.train()
             logs: dict[str, float] = {}
-            for xm, ym in zip(_micro_batches(x, cfg.grad_accumulation), _micro_batches(y, cfg.grad_accumulation)):
-                z = normalizer.encode(xm, dev_gen)
+            micro = cfg.grad_accumulation
+            for z, ym in zip(_micro_batches(z_all, micro), _micro_batches(y, micro)):
                 kwargs = {"y": ym} if conditional else {}
                 with acc.autocast():
                     loss, parts = self.objective.loss(model, z, generator=dev_gen, **kwargs)
@@ -297,7 +315,7 @@ class Pipeline:
             logs["lr"] = sched.get_last_lr()[0]
             return logs
 
-        trainer.run(self.train_set, step_fn, num_workers=self.recipe.data.num_workers)
+        trainer.run(train_data, step_fn, num_workers=0 if cfg.cache_latents else self.recipe.data.num_workers)
         unwrapped = acc.unwrap_model(model)
         if acc.is_main_process:
             save_weights(unwrapped, folder / "model.safetensors", {"stage_key": stage.key})
@@ -349,8 +367,8 @@ class Pipeline:
         self._timed("evaluation", t0)
         if acc.is_main_process:
             k = ev.sample_grid
-            E.save_grid(torch.cat([x[:k // 2], y[:k // 2]]) if x.shape[0] else x, self.out / "reconstructions.png",
-                        nrow=max(1, int((k // 2) ** 0.5)))
+            E.save_grid(E.interleave_rows(x[:k // 2], y[:k // 2], per_row=8), self.out / "reconstructions.png",
+                        nrow=8)
             if samples is not None:
                 E.save_grid(samples[:k], self.out / "samples.png")
             self.write_outputs()
