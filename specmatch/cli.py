@@ -281,6 +281,42 @@ def analyze(ctx: click.Context, run_dir: str, images: int, deltas: str, levels: 
 
 
 @main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print {run: metrics} as JSON.")
+def compare(run_dirs: tuple[str, ...], as_json: bool) -> None:
+    """Metrics of several runs side by side (metrics.json, plus analysis.json where present)."""
+    from .compare import compare_runs, render_table, run_metrics
+
+    dirs = [Path(d) for d in run_dirs]
+    if as_json:
+        click.echo(json.dumps({str(d): run_metrics(d) for d in dirs}, indent=2))
+        return
+    header, rows = compare_runs(dirs)
+    click.echo(render_table(header, rows))
+
+
+@main.group()
+def recipes() -> None:
+    """Compare resolved recipes."""
+
+
+@recipes.command("diff")
+@click.argument("first", type=click.Path(dir_okay=False))
+@click.argument("second", type=click.Path(dir_okay=False))
+@click.pass_context
+def recipes_diff(ctx: click.Context, first: str, second: str) -> None:
+    """Keys whose resolved values differ between two recipes (defaults and extends applied)."""
+    from .compare import diff_recipes, render_table
+
+    a, b = _load(ctx, first, ()), _load(ctx, second, ())
+    rows = [[k, va, vb] for k, va, vb in diff_recipes(a.to_dict(), b.to_dict())]
+    if not rows:
+        click.echo("the resolved recipes are identical")
+        return
+    click.echo(render_table(["key", Path(first).name, Path(second).name], rows))
+
+
+@main.command()
 def env() -> None:
     """The interpreter, specmatch's location and the plugin switches (for bug reports)."""
     import os

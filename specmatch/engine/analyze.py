@@ -16,16 +16,14 @@ def load_run_autoencoder(run_dir: Path, *, registry=None):
     from specmatch.core.recipe import load_recipe
 
     from . import build as B
-    from .checkpoint import load_weights
+    from .checkpoint import final_weights, load_weights
 
     recipe_path = run_dir / "recipe.toml"
     if not recipe_path.is_file():
         raise SpecmatchError(f"{run_dir} is not a specmatch run folder (no recipe.toml)")
     resolved = load_recipe(recipe_path, registry=registry)
     folder = run_dir / "autoencoder"
-    weights = folder / "ema.safetensors"
-    if not weights.exists():
-        weights = folder / "model.safetensors"
+    weights = final_weights(folder)
     if not weights.exists():
         raise SpecmatchError(f"{run_dir} has no trained autoencoder yet ({folder}/model.safetensors)")
     ctx = B.context(resolved, run_dir, {})

@@ -88,6 +88,12 @@ def load_weights(module, path: Path) -> None:
     module.load_state_dict(load_file(str(path), device="cpu"))
 
 
+def final_weights(folder: Path) -> Path:
+    """The weights a finished stage is used with: the EMA copy when there is one, else the trained model."""
+    ema = folder / "ema.safetensors"
+    return ema if ema.exists() else folder / "model.safetensors"
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")

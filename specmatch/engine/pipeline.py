@@ -21,6 +21,7 @@ from specmatch.core.recipe import ResolvedRecipe
 from . import build as B
 from .autoencoder_loss import AutoencoderObjective, RegularizerSlot, discriminator_loss, to_floats
 from .checkpoint import (
+    final_weights,
     load_weights,
     mark_stage_complete,
     save_weights,
@@ -102,16 +103,14 @@ class Pipeline:
         self.upstream["autoencoder"] = ae
         if stage.reused_from is not None:
             src = stage.reused_from / "autoencoder"
-            weights = src / "ema.safetensors" if (src / "ema.safetensors").exists() else src / "model.safetensors"
-            load_weights(ae, weights)
+            load_weights(ae, final_weights(src))
             self.ae = ae.to(acc.device).eval()
             acc.print(f"[autoencoder] reused from {src}")
             return
         folder = stage.folder
         final = folder / "model.safetensors"
         if stage_complete(folder, stage.key) and final.exists():
-            ema_path = folder / "ema.safetensors"
-            load_weights(ae, ema_path if ema_path.exists() else final)
+            load_weights(ae, final_weights(folder))
             self.ae = ae.to(acc.device).eval()
             acc.print(f"[autoencoder] complete in {folder}; reused")
             return
@@ -260,8 +259,7 @@ class Pipeline:
         self.sampler = self.build("sampler")
         final = folder / "model.safetensors"
         if stage_complete(folder, stage.key) and final.exists():
-            ema_path = folder / "ema.safetensors"
-            load_weights(denoiser, ema_path if ema_path.exists() else final)
+            load_weights(denoiser, final_weights(folder))
             self.denoiser = denoiser.to(acc.device).eval()
             acc.print(f"[denoiser] complete in {folder}; reused")
             return

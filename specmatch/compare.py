@@ -1,0 +1,62 @@
+"""Side-by-side views: metrics of several runs, and the differences between two resolved recipes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .core.errors import SpecmatchError
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested tables to dotted keys; arrays of tables get [i] indices; other arrays stay values."""
+    out: dict[str, Any] = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else key))
+    elif isinstance(data, list) and data and all(isinstance(v, dict) for v in data):
+        for i, value in enumerate(data):
+            out.update(flatten(value, f"{prefix}[{i}]"))
+    else:
+        out[prefix] = data
+    return out
+
+
+def run_metrics(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        raise SpecmatchError(f"{run_dir} has no metrics.json (not a finished specmatch run)")
+    metrics = json.loads(path.read_text())
+    analysis = run_dir / "analysis.json"
+    if analysis.is_file():  # spectrum KLs of `specmatch analyze`, with their N
+        report = json.loads(analysis.read_text())
+        metrics["analysis_n"] = report.get("n_images")
+        for delta, target in report.get("targets", {}).items():
+            metrics[f"analysis_kl_delta{delta}"] = target["kl_to_latent"]
+        metrics["analysis_latent_slope"] = report.get("latent", {}).get("slope")
+        metrics.update({f"analysis_{k}": v for k, v in report.get("lowpass", {}).items()})
+    return metrics
+
+
+def compare_runs(run_dirs: list[Path]) -> tuple[list[str], list[list[Any]]]:
+    """(header, rows): one row per metric, one column per run."""
+    columns = [run_metrics(d) for d in run_dirs]
+    keys = sorted({k for c in columns for k in c})
+    return ["metric", *[d.name for d in run_dirs]], [[k, *[c.get(k) for c in columns]] for k in keys]
+
+
+def diff_recipes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    fa, fb = flatten(a), flatten(b)
+    return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+
+
+def render_table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if v is None:
+            return "-"
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    table = [header] + [[cell(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table)
