@@ -271,10 +271,11 @@ def analyze(ctx: click.Context, run_dir: str, images: int, deltas: str, levels: 
     report = analyze_run(Path(run_dir), images=images, deltas=delta_values, levels=level_values,
                          block_size=block_size, split=split)
     click.echo(f"N = {report['n_images']} {split} images, latent {report['latent_shape']}")
-    click.echo(f"{'target':<12} {'KL(target||latent)':>20} {'slope':>8}")
+    click.echo(f"{'target':<12} {'KL(target||latent)':>20} {'(DC removed)':>13} {'slope':>8}")
     for delta, t in report["targets"].items():
-        click.echo(f"delta={delta:<6} {t['kl_to_latent']:>20.5f} {t['slope']:>8.2f}")
-    click.echo(f"{'latent':<12} {'':>20} {report['latent']['slope']:>8.2f}")
+        click.echo(f"delta={delta:<6} {t['kl_to_latent']:>20.5f} {t['kl_to_latent_dc_removed']:>13.5f} "
+                   f"{t['slope']:>8.2f}")
+    click.echo(f"{'latent':<12} {'':>20} {'':>13} {report['latent']['slope']:>8.2f}")
     for key, value in report["lowpass"].items():
         click.echo(f"{key}: {value:.2f} dB")
     click.echo(f"wrote {Path(run_dir) / 'analysis.json'} and {Path(run_dir) / 'spectrum.png'}")

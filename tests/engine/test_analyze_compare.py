@@ -40,6 +40,7 @@ def test_analyze_writes_report_and_figure(two_runs):
     report = json.loads((run / "analysis.json").read_text())
     assert report["n_images"] == 12 and report["latent_shape"] == [4, 16, 16]
     assert set(report["targets"]) == {"0", "1"}
+    assert all(t["kl_to_latent_dc_removed"] >= 0 for t in report["targets"].values())
     for dist in (report["image"]["mean"], report["latent"]["mean"], report["targets"]["1"]["mean"]):
         assert len(dist) == 16 and abs(sum(dist) - 1) < 1e-4
     # delta tilts the target towards high frequencies: its slope is flatter than the image's
