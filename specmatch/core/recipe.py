@@ -255,6 +255,16 @@ def _component_tables(tables: dict[str, Any]) -> list[tuple[str, str, Any]]:
     return out
 
 
+def _agrees_with_run(cfg: Any, run_ae: dict[str, Any]) -> bool:
+    from .specs import normalise_name
+
+    if cfg.name and normalise_name(cfg.name) != normalise_name(str(run_ae.get("name", ""))):
+        return False
+    run_params = run_ae.get("params", {})
+    plain = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.params.items()}
+    return all(k in run_params and run_params[k] == v for k, v in plain.items())
+
+
 def _load_from_run(cfg: Any, recipe_dir: Path) -> tuple[dict | None, list[Problem]]:
     if not cfg.from_run:
         if not cfg.name:
@@ -264,9 +274,11 @@ def _load_from_run(cfg: Any, recipe_dir: Path) -> tuple[dict | None, list[Proble
     run_dir = (recipe_dir / cfg.from_run).expanduser()
     data, read_problems = read_toml(run_dir / "recipe.toml", "autoencoder.from_run")
     run_ae = (data or {}).get("autoencoder", {})
-    # a resolved recipe repeats the run's name/params beside from_run; only a different choice is an error
-    if (cfg.name or cfg.params) and (cfg.name, cfg.params) != (run_ae.get("name"), run_ae.get("params", {})):
-        problems.append(Problem("autoencoder", "set either from_run or name/params, not both"))
+    # name/params beside from_run (a resolved recipe repeats them; a base recipe may supply them through
+    # extends) are fine as long as they agree with the run's autoencoder; a different choice is an error
+    if data is not None and not _agrees_with_run(cfg, run_ae):
+        problems.append(Problem("autoencoder", f"name/params differ from the autoencoder of {run_dir} "
+                                               f"({run_ae.get('name')!r}); remove them or drop from_run"))
     if data is None:
         msg = f"{run_dir} is not a specmatch run folder (no readable recipe.toml)"
         return None, problems + [Problem("autoencoder.from_run", msg)]

@@ -123,3 +123,27 @@ def test_two_processes_give_the_same_outputs(tmp_path):
     assert outputs[2]["gen_samples"] == outputs[1]["gen_samples"] == 32
     # same global batch and data stream: reconstruction quality agrees closely
     assert abs(outputs[1]["recon_psnr"] - outputs[2]["recon_psnr"]) < 1.5
+
+
+def test_denoiser_runs_share_an_autoencoder_through_from_run(tmp_path):
+    first = tmp_path / "ae-run"
+    run_cli("run", str(SMOKE), "--output-dir", str(first), *FAST, "-o", "train.denoiser.steps=2",
+            "-o", "evaluation.num_samples=2")
+    recipe = tmp_path / "second.toml"
+    recipe.write_text(
+        f'extends = "{SMOKE.as_posix()}"\n'
+        'run = { name = "second" }\n'
+        '[autoencoder]\nfrom_run = "ae-run"\n'
+    )
+    # the base's name/params agree with the run's autoencoder, so they may stay
+    second = tmp_path / "second-run"
+    text = run_cli("run", str(recipe), "--output-dir", str(second), *FAST, "-o", "train.denoiser.steps=3",
+                   "-o", "evaluation.num_samples=2")
+    assert "[autoencoder] reused from" in text
+    assert not (second / "autoencoder" / "model.safetensors").exists()  # nothing retrained or copied
+    assert (second / "denoiser" / "model.safetensors").is_file()
+    first_metrics = json.loads((first / "metrics.json").read_text())
+    second_metrics = json.loads((second / "metrics.json").read_text())
+    # same autoencoder and latent statistics: identical reconstructions and statistics
+    assert second_metrics["recon_psnr"] == first_metrics["recon_psnr"]
+    assert second_metrics["latent_std"] == first_metrics["latent_std"]
