@@ -17,16 +17,9 @@ import specmatch
 from specmatch.cli import main
 from specmatch.core.recipe import load_recipe
 from specmatch.core.specs import KINDS
+from specmatch.testing import MINIMAL_RECIPE
 
-BASE = """\
-[data]
-name = "demo-photos"
-params = { resolution = 16 }
-
-[autoencoder]
-name = "sdvae"
-params = { preset = "micro-f2d4" }
-"""
+BASE = MINIMAL_RECIPE
 
 
 @pytest.fixture(autouse=True)

@@ -19,15 +19,8 @@ from specmatch.core.errors import RecipeError
 from specmatch.core.recipe import load_recipe
 
 # a valid minimal recipe: 16 px demo photos, the 2x-downsampling CPU autoencoder
-BASE = """\
-[data]
-name = "demo-photos"
-params = { resolution = 16 }
-
-[autoencoder]
-name = "sdvae"
-params = { preset = "micro-f2d4" }
-"""
+from specmatch.testing import MINIMAL_RECIPE
+BASE = MINIMAL_RECIPE
 
 
 @pytest.fixture(autouse=True)

@@ -14,16 +14,9 @@ from specmatch.core.errors import RecipeError
 from specmatch.core.plan import make_plan
 from specmatch.core.recipe import load_recipe, parse_override
 from specmatch.core.session import clear_cache
+from specmatch.testing import MINIMAL_RECIPE
 
-BASE = """\
-[data]
-name = "demo-photos"
-params = { resolution = 16 }
-
-[autoencoder]
-name = "sdvae"
-params = { preset = "micro-f2d4" }
-"""
+BASE = MINIMAL_RECIPE
 
 # every table in use, aliases included
 RICH = """\
