@@ -22,10 +22,12 @@ upcast inside, and :func:`radial_band_power`, :func:`esm_distributions`, :func:`
 
 from __future__ import annotations
 
+import functools
 from typing import Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from specmatch.core.errors import SpecmatchError
 from specmatch.spectral_ops import (
@@ -58,6 +60,9 @@ REFERENCE_BLUR: Tuple[int, float] = (7, 1.2)
 REFERENCE_BLUR_SKIPPED_AT_HEIGHT = 32
 
 Blur = Union[str, None, Tuple[int, float]]
+
+#: Slice size for the CPU block low-pass (fits the per-core cache).
+_LOWPASS_CHUNK_BYTES = 1 << 20
 
 
 class SpectralArgumentError(SpecmatchError, ValueError):
@@ -134,11 +139,6 @@ def _separable_map(x: torch.Tensor, a_h: torch.Tensor, a_w: torch.Tensor) -> tor
     return torch.matmul(a_h, y).view(b, c, a_h.shape[0], a_w.shape[0])
 
 
-def _dct_2d(x: torch.Tensor) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    return _separable_map(x, dct_matrix(h, x.device, x.dtype), dct_matrix(w, x.device, x.dtype))
-
-
 def dct_2d(x: torch.Tensor) -> torch.Tensor:
     """Orthonormal 2-D DCT-II over the last two axes of a (B, C, h, w) tensor, as two dense matrix products.
 
@@ -146,35 +146,120 @@ def dct_2d(x: torch.Tensor) -> torch.Tensor:
     half inputs).
     """
     _check_tensor("x", x)
-    return _dct_2d(x.to(_compute_dtype(x)))
+    x = x.to(_compute_dtype(x))
+    h, w = x.shape[-2:]
+    return _separable_map(x, dct_matrix(h, x.device, x.dtype), dct_matrix(w, x.device, x.dtype))
+
+
+def _bands_from_power(
+    power: torch.Tensor, h: int, w: int, n_bins: int, center: str, remove_dc: bool, eps: float
+) -> torch.Tensor:
+    """Step 3: clamped power (B, h*w) of the *uncentred* signal -> mean power per radial bin (B, n_bins).
+
+    Centring by the spatial mean changes only the DC coefficient of an orthonormal DCT (it becomes 0), so
+    instead of subtracting the mean we set the DC power directly: 0 with ``remove_dc`` (a zero DC row in the
+    binning matrix); else ``eps`` (the clamp of a zero) for ``center="mean"``; else the true DC power.
+    """
+    drop_dc = remove_dc or center == "mean"
+    bands = power @ band_average_matrix(h, w, n_bins, drop_dc, eps, power.device, power.dtype)
+    if center == "mean" and not remove_dc:
+        # The centred DC power is the clamp value eps; add its share to bin 0 as a constant.
+        dc_row = band_average_matrix(h, w, n_bins, False, eps, power.device, power.dtype)[0]
+        bands = bands + eps * dc_row
+    return bands
 
 
 def _band_power_from_coefficients(
     coeffs: torch.Tensor, n_bins: int, center: str, remove_dc: bool, eps: float
 ) -> torch.Tensor:
-    """Steps 2-3 of ESM from DCT coefficients (B, C, h, w) of the *uncentred* signal -> (B, n_bins).
-
-    Centring by the spatial mean changes only the DC coefficient of an orthonormal DCT (it becomes 0), so
-    instead of subtracting the mean we set the DC power directly: 0 with ``remove_dc``; else ``eps`` (the
-    clamp of a zero) for ``center="mean"``; else the true DC power for ``center="none"``.
-    """
+    """Steps 2-3 from DCT coefficients (B, C, h, w): ``P = max(mean_c X^2, eps)``, then radial bin means."""
     _, _, h, w = coeffs.shape
-    power = coeffs.square().mean(dim=1).clamp_min(eps).flatten(1)  # (B, h*w), P = mean_c X^2 >= eps
-    drop_dc = remove_dc or center == "mean"
-    bands = power @ band_average_matrix(h, w, n_bins, drop_dc, eps, coeffs.device, coeffs.dtype)
-    if center == "mean" and not remove_dc:
-        # The centred DC power is the clamp value eps; add its share to bin 0 as a constant.
-        dc_row = band_average_matrix(h, w, n_bins, False, eps, coeffs.device, coeffs.dtype)[0]
-        bands = bands + eps * dc_row
-    return bands
+    power = coeffs.square().mean(dim=1).clamp_min(eps).flatten(1)
+    return _bands_from_power(power, h, w, n_bins, center, remove_dc, eps)
+
+
+class _BandPower(torch.autograd.Function):
+    """Steps 2-3 for a signal (B, C, h, w) -> (B, n_bins), with a closed-form backward, for speed.
+
+    Forward: X = D_h x D_w^T, P = max(mean_c X^2, eps), s = P M (M: the cached binning matrix). Backward,
+    for an upstream gradient g (B, n_bins):
+
+        dL/dP = g M^T (zero where the clamp acted),  dL/dX_c = 2 X_c dL/dP / C,  dL/dx = D_h^T dL/dX D_w.
+
+    One autograd node instead of about ten; the tests compare it with autograd and finite differences.
+    Like the KL below it is once differentiable (a second derivative raises instead of being wrong).
+    """
+
+    @staticmethod
+    def forward(ctx, x, n_bins, center, remove_dc, eps):
+        h, w = x.shape[-2:]
+        d_h, d_w = dct_matrix(h, x.device, x.dtype), dct_matrix(w, x.device, x.dtype)
+        coeffs = _separable_map(x, d_h, d_w)
+        power = coeffs.square().mean(dim=1)
+        ctx.save_for_backward(coeffs, power >= eps)  # clamp_min passes the gradient where P >= eps
+        drop_dc = remove_dc or center == "mean"
+        ctx.constants = (d_h, d_w, band_average_matrix(h, w, n_bins, drop_dc, eps, x.device, x.dtype))
+        return _bands_from_power(power.clamp_min(eps).flatten(1), h, w, n_bins, center, remove_dc, eps)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_bands):
+        coeffs, unclamped = ctx.saved_tensors
+        d_h, d_w, band_matrix = ctx.constants
+        b, c, h, w = coeffs.shape
+        grad_power = (grad_bands @ band_matrix.T).view(b, 1, h, w) * unclamped.unsqueeze(1)
+        grad_coeffs = coeffs * (grad_power * (2.0 / c))
+        return _separable_map(grad_coeffs, d_h.T, d_w.T), None, None, None, None
 
 
 def _to_distribution(bands: torch.Tensor, log_power: bool, eps: float) -> torch.Tensor:
-    """Steps 5-6: optional ``log(1 + s + eps)``, then ``max(s, 0) / (sum_k max(s_k, 0) + eps)``."""
+    """Steps 5-6: optional ``log(1 + s + eps)``, then ``s / (sum_k s_k + eps)``.
+
+    The authors write ``max(s, 0)``; band powers are means of powers clamped at eps > 0, so s >= 0 (and so is
+    ``log(1 + s + eps)``) and that clamp never acts. It is left out.
+    """
     if log_power:
         bands = torch.log1p(bands + eps)
-    bands = bands.clamp_min(0.0)
     return bands / (bands.sum(dim=1, keepdim=True) + eps)
+
+
+def _kl(p: torch.Tensor, q: torch.Tensor, eps: float) -> torch.Tensor:
+    """Step 7: ``mean_b sum_k p_k (log(p_k + eps) - log(q_k + eps))``, i.e. KL(target || latent)."""
+    return (p * (torch.log(p + eps) - torch.log(q + eps))).sum(dim=1).mean()
+
+
+class _KLFromLatentBands(torch.autograd.Function):
+    """``_kl(p, _to_distribution(s))`` with a closed-form backward, for speed.
+
+    The forward evaluates exactly the plain expression (in ``p.dtype``; the loss is returned in the bands'
+    dtype). Autograd would record about fifteen tiny (B, n_bins) operations whose bookkeeping costs more
+    than their arithmetic; the backward here is a few lines. With t = log(1 + s + eps) (or t = s),
+    T = sum_k t_k + eps, q = t / T and g = dL/dq = -p / (B (q + eps)):
+
+        dL/dt_j = (g_j - sum_k g_k q_k) / T,        dL/ds_j = dL/dt_j / (1 + s_j + eps)  (log power).
+
+    The tests check it against autograd of the plain expression.
+    """
+
+    @staticmethod
+    def forward(ctx, bands, p, log_power, eps):
+        s = bands.to(p.dtype)
+        q = _to_distribution(s, log_power, eps)
+        ctx.save_for_backward(s, p, q)
+        ctx.log_power, ctx.eps, ctx.bands_dtype = log_power, eps, bands.dtype
+        return _kl(p, q, eps).to(bands.dtype)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_loss):
+        s, p, q = ctx.saved_tensors
+        eps = ctx.eps
+        t = torch.log1p(s + eps) if ctx.log_power else s
+        total = t.sum(dim=1, keepdim=True) + eps
+        g_q = -p / (q + eps) * (grad_loss / p.shape[0])
+        g_t = (g_q - (g_q * q).sum(dim=1, keepdim=True)) / total
+        g_s = g_t / (1.0 + s + eps) if ctx.log_power else g_t
+        return g_s.to(ctx.bands_dtype), None, None, None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -208,8 +293,7 @@ def radial_band_power(
     _check_tensor("x", x)
     _check_n_bins(n_bins)
     _check_center(center)
-    x = x.to(_compute_dtype(x))
-    return _band_power_from_coefficients(_dct_2d(x), n_bins, center, remove_dc, eps)
+    return _BandPower.apply(x.to(_compute_dtype(x)), n_bins, center, remove_dc, eps)
 
 
 def image_to_latent_grid(
@@ -261,18 +345,25 @@ def _check_esm_inputs(image: torch.Tensor, latent: torch.Tensor, n_bins: int, ce
 
 
 def _image_coefficients_on_grid(x: torch.Tensor, h: int, w: int, spec: BlurSpec) -> torch.Tensor:
-    """DCT coefficients (B, C, h, w) of the blurred, bicubic-resized image, as ``A_h @ x @ A_w.T``.
+    """DCT coefficients (B, C, h, w) of the blurred, bicubic-resized image.
 
-    The image side of ESM is linear up to the squaring, so blur, bicubic resize and DCT fold into one (h, H)
-    and one (w, W) matrix. When each output row reads only a window of image rows (integer decimation), only
-    those windows are gathered (one strided copy) before the products.
+    The image side of ESM is linear up to the squaring. In general it runs as ``A_h @ x @ A_w.T`` with blur,
+    bicubic resize and DCT folded into one (h, H) and one (w, W) matrix. For integer decimation (f8, f16 at
+    any size) the resize is a short filter on disjoint windows on both axes; then strided views feed each
+    window to one matrix-vector product per axis (every pixel is read once, no copy) and the DCT follows
+    on the small grid.
     """
     b, c, big_h, big_w = x.shape
     op = image_spectrum_operator(big_h, big_w, h, w, spec, x.device, x.dtype)
-    if op.row_window is not None:
-        period, first, length = op.row_window
-        x = x.reshape(b, c, h, period, big_w)[:, :, :, first : first + length].reshape(b, c, h * length, big_w)
-    return _separable_map(x, op.a_h, op.a_w)
+    if op.filter_h is None or op.filter_w is None:
+        return _separable_map(x, op.a_h, op.a_w)
+    (period_h, first_h, taps_h), (period_w, first_w, taps_w) = op.filter_h, op.filter_w
+    # Along W: rows of length period_w, one per output column; the window is a strided slice of each.
+    windows_w = x.reshape(b * c * big_h * w, period_w)[:, first_w : first_w + len(taps_w)]
+    along_w = (windows_w @ taps_w).view(b * c * h, period_h, w)  # (B*C*h, period_h, w)
+    # Along H: the same on row windows of the (much smaller) result.
+    along_h = torch.matmul(taps_h, along_w[:, first_h : first_h + len(taps_h)])  # (B*C*h, w)
+    return _separable_map(along_h.view(b, c, h, w), op.d_h, op.d_w)
 
 
 def _distribution_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype:
@@ -284,23 +375,31 @@ def _distribution_dtype(device: torch.device, dtype: torch.dtype) -> torch.dtype
     return torch.float64 if device.type in ("cpu", "cuda") else dtype
 
 
-def _esm_distributions(image, latent, delta, n_bins, center, remove_dc, log_power, blur, eps):
-    """:func:`esm_distributions` without checks, returning p and q in :func:`_distribution_dtype`."""
+@functools.lru_cache(maxsize=32)
+def _tilt(n_bins: int, delta: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Step 4 factors ``(k + 1) ** delta`` for k = 0 .. n_bins - 1 (cached)."""
+    with torch.inference_mode(False), torch.no_grad():
+        return torch.arange(1, n_bins + 1, dtype=torch.float64).pow(delta).to(device=device, dtype=dtype)
+
+
+def _target_distribution(image, h, w, delta, n_bins, center, remove_dc, log_power, blur, eps, dtype, tail_dtype):
+    """Steps 1-6 for the image: the target p (B, n_bins) in ``tail_dtype``, without gradient."""
+    with torch.no_grad():
+        coeffs = _image_coefficients_on_grid(image.detach().to(dtype), h, w, _resolve_blur(blur, h))
+        bands = _band_power_from_coefficients(coeffs, n_bins, center, remove_dc, eps).to(tail_dtype)
+        return _to_distribution(bands * _tilt(n_bins, delta, bands.device, tail_dtype), log_power, eps)
+
+
+def _esm_parts(image, latent, delta, n_bins, center, remove_dc, log_power, blur, eps):
+    """Target p (no gradient, tail dtype) and the latent's band powers (compute dtype, with gradient)."""
     _, _, h, w = latent.shape
-    spec = _resolve_blur(blur, h)
     dtype = _compute_dtype(image, latent)
     tail_dtype = _distribution_dtype(latent.device, dtype)
-
-    with torch.no_grad():
-        target_coeffs = _image_coefficients_on_grid(image.detach().to(dtype), h, w, spec)
-        target_bands = _band_power_from_coefficients(target_coeffs, n_bins, center, remove_dc, eps)
-        target_bands = target_bands.to(tail_dtype)
-        tilt = torch.arange(1, n_bins + 1, device=latent.device, dtype=tail_dtype) ** delta
-        p = _to_distribution(target_bands * tilt, log_power, eps)
-
-    latent_bands = _band_power_from_coefficients(_dct_2d(latent.to(dtype)), n_bins, center, remove_dc, eps)
-    q = _to_distribution(latent_bands.to(tail_dtype), log_power, eps)
-    return p, q
+    p = _target_distribution(
+        image, h, w, delta, n_bins, center, remove_dc, log_power, blur, eps, dtype, tail_dtype
+    )
+    latent_bands = _BandPower.apply(latent.to(dtype), n_bins, center, remove_dc, eps)
+    return p, latent_bands
 
 
 def esm_distributions(
@@ -330,7 +429,9 @@ def esm_distributions(
         float32 for half inputs (fp32 island), float64 for float64 inputs.
     """
     _check_esm_inputs(image, latent, n_bins, center)
-    p, q = _esm_distributions(image, latent, delta, n_bins, center, remove_dc, log_power, blur, eps)
+    _resolve_blur(blur, latent.shape[-2])  # validate before any work
+    p, latent_bands = _esm_parts(image, latent, delta, n_bins, center, remove_dc, log_power, blur, eps)
+    q = _to_distribution(latent_bands.to(p.dtype), log_power, eps)
     dtype = _compute_dtype(image, latent)
     return p.to(dtype), q.to(dtype)
 
@@ -357,11 +458,12 @@ def esm_loss(
     if loss not in ("kl", "l2"):
         raise SpectralArgumentError(f"loss must be 'kl' or 'l2', got {loss!r}")
     _check_esm_inputs(image, latent, n_bins, center)
-    p, q = _esm_distributions(image, latent, delta, n_bins, center, remove_dc, log_power, blur, eps)
+    _resolve_blur(blur, latent.shape[-2])  # validate before any work
+    p, latent_bands = _esm_parts(image, latent, delta, n_bins, center, remove_dc, log_power, blur, eps)
     if loss == "l2":
-        value = F.mse_loss(q, p)
+        value = F.mse_loss(_to_distribution(latent_bands.to(p.dtype), log_power, eps), p)
     else:
-        value = (p * (torch.log(p + eps) - torch.log(q + eps))).sum(dim=1).mean()
+        value = _KLFromLatentBands.apply(latent_bands, p, log_power, eps)
     return value.to(_compute_dtype(image, latent))
 
 
@@ -389,8 +491,8 @@ def block_lowpass(x: torch.Tensor, mask_level: int, block_size: int = 8) -> torc
 
     Coefficient (u, v) of every non-overlapping ``block_size`` x ``block_size`` block is zeroed when
     ``u + v >= 2(b-1) - (k-1)`` (k = ``mask_level``), i.e. the k highest of the 2b-1 anti-diagonals go. No
-    centring, level shift or clamp. The whole operation is one fixed orthogonal projection of each block,
-    applied as a single matrix product.
+    centring, level shift or clamp. The whole operation is one fixed orthogonal projection of each block
+    (a cached (b*b, b*b) matrix), applied as a matrix product to the flattened blocks.
 
     Args:
         x: (..., H, W) tensor, H and W divisible by ``block_size`` (images (B, 3, H, W) and latents alike).
@@ -413,11 +515,25 @@ def block_lowpass(x: torch.Tensor, mask_level: int, block_size: int = 8) -> torc
         raise SpectralArgumentError(
             f"block_lowpass needs H and W divisible by block_size {block_size}, got x of shape {tuple(x.shape)}"
         )
-    b = block_size
+    b, nw = block_size, big_w // block_size
     dtype = _compute_dtype(x)
     proj = block_lowpass_projection(b, mask_level, x.device, dtype)
-    nh, nw = big_h // b, big_w // b
-    # (..., H, W) -> (N, nh, b, nw, b) -> rows of flattened blocks (N*nh*nw, b*b) -> project -> back.
-    blocks = x.to(dtype).reshape(-1, nh, b, nw, b).transpose(2, 3).reshape(-1, b * b)
-    out = (blocks @ proj).view(-1, nh, nw, b, b).transpose(2, 3).reshape(x.shape)
-    return out.to(x.dtype)
+    # Rows of blocks: (..., H, W) -> (R, b, nw, b) with R = (...) * H / b block rows.
+    block_rows = x.to(dtype).reshape(-1, b, nw, b)
+
+    def project(rows: torch.Tensor) -> torch.Tensor:
+        """(r, b, nw, b) block rows -> flattened blocks (r*nw, b*b) -> one matrix product -> back."""
+        blocks = rows.transpose(1, 2).reshape(-1, b * b)
+        return (blocks @ proj).view(rows.shape[0], nw, b, b).transpose(1, 2)
+
+    chunk = max(1, _LOWPASS_CHUNK_BYTES // (b * big_w * block_rows.element_size()))
+    needs_graph = torch.is_grad_enabled() and x.requires_grad
+    if x.device.type != "cpu" or needs_graph or block_rows.shape[0] <= chunk:
+        out = project(block_rows)
+    else:
+        # On CPU, large images go through in ~1 MB slices of block rows so that the block gather, the
+        # product and the scatter back stay in cache (about 2x faster than three passes over memory).
+        out = torch.empty_like(block_rows)
+        for start in range(0, block_rows.shape[0], chunk):
+            out[start : start + chunk] = project(block_rows[start : start + chunk])
+    return out.reshape(x.shape).to(x.dtype)

@@ -137,31 +137,53 @@ def resize_matrix(
     return resize_matrix_f64(n_in, n_out, blur).to(device=device, dtype=dtype)
 
 
-class ImageSpectrumOperator(NamedTuple):
-    """The image side of ESM as matrices: the DCT of the resized image is ``a_h @ x @ a_w.T``.
+class WindowFilter(NamedTuple):
+    """A resize matrix (n_out, n_in) that applies one short filter to equal, disjoint windows.
 
-    ``a_h`` (h, H) and ``a_w`` (w, W) are ``D @ R @ G`` per axis (DCT after bicubic after blur). When the map
-    reads only a window of rows per output row, ``row_window = (period, first, length)`` says that output
-    row i reads image rows ``period * i + first ... + length - 1`` and ``a_h`` keeps only those columns
-    (in that order); otherwise ``row_window`` is ``None`` and ``a_h`` covers all H rows.
+    Output i is ``sum_t weights[t] * input[period * i + first + t]``. Integer decimation gives this shape
+    away from the borders: f8 without blur reads 4 taps (8i+2 ... 8i+5), f16 with the 7-tap blur 10 taps.
+    """
+
+    period: int
+    first: int
+    weights: torch.Tensor  # (L,)
+
+
+def _window_filter(resize: torch.Tensor) -> Optional[WindowFilter]:
+    """The :class:`WindowFilter` form of a float64 resize matrix (n_out, n_in), or None if it has none."""
+    n_out, n_in = resize.shape
+    if n_in % n_out:
+        return None
+    period = n_in // n_out
+    taps = resize[0].nonzero().flatten()
+    first, length = int(taps[0]), int(taps[-1]) - int(taps[0]) + 1
+    if first + length > period:
+        return None
+    weights = resize[0, first : first + length]
+    expected = torch.zeros(n_out, n_out, period, dtype=resize.dtype)
+    expected[torch.arange(n_out), torch.arange(n_out), first : first + length] = weights
+    if not torch.allclose(resize, expected.view(n_out, n_in), rtol=0.0, atol=1e-12):
+        return None  # e.g. windows clipped or clamped at the image border
+    return WindowFilter(period, first, weights)
+
+
+class ImageSpectrumOperator(NamedTuple):
+    """The image side of ESM: blur, bicubic resize and DCT of an (H, W) image onto an (h, w) grid.
+
+    * ``a_h`` (h, H), ``a_w`` (w, W): the whole map folded per axis, ``A = D @ R @ G`` (DCT after bicubic
+      after blur), so the coefficients are ``a_h @ x @ a_w.T``. Always valid.
+    * ``filter_h``, ``filter_w``: the resize part as :class:`WindowFilter` (weights on the target device),
+      when both axes have that form; ``d_h``, ``d_w`` are then the DCT matrices to apply afterwards. A
+      window filter reads each pixel once with a handful of taps, where the folded matrix spends H (or W)
+      multiply-adds per output.
     """
 
     a_h: torch.Tensor
     a_w: torch.Tensor
-    row_window: Optional[Tuple[int, int, int]]
-
-
-def _row_window(a_h: torch.Tensor) -> Optional[Tuple[int, int, int]]:
-    """``(period, first, length)`` if the rows read by ``a_h`` (h, H) form equal disjoint windows, else None."""
-    h, big_h = a_h.shape
-    used = (a_h != 0).any(dim=0).nonzero().flatten()
-    if big_h % h or len(used) % h or len(used) == big_h:
-        return None
-    period, length, first = big_h // h, len(used) // h, int(used[0])
-    if first + length > period:
-        return None
-    expected = (period * torch.arange(h).view(h, 1) + first + torch.arange(length).view(1, length)).flatten()
-    return (period, first, length) if torch.equal(used, expected) else None
+    filter_h: Optional[WindowFilter]
+    filter_w: Optional[WindowFilter]
+    d_h: torch.Tensor
+    d_w: torch.Tensor
 
 
 @functools.lru_cache(maxsize=64)
@@ -169,19 +191,22 @@ def _row_window(a_h: torch.Tensor) -> Optional[Tuple[int, int, int]]:
 def image_spectrum_operator(
     big_h: int, big_w: int, h: int, w: int, blur: BlurSpec, device: torch.device, dtype: torch.dtype
 ) -> ImageSpectrumOperator:
-    """Cached :class:`ImageSpectrumOperator` for an (H, W) image mapped to an (h, w) latent grid.
+    """Cached :class:`ImageSpectrumOperator` for an (H, W) image mapped to an (h, w) latent grid."""
+    r_h, r_w = resize_matrix_f64(big_h, h, blur), resize_matrix_f64(big_w, w, blur)
+    d_h, d_w = dct_matrix_f64(h), dct_matrix_f64(w)
+    filter_h, filter_w = _window_filter(r_h), _window_filter(r_w)
+    if filter_h is None or filter_w is None:
+        filter_h = filter_w = None
 
-    Blur, bicubic resize and DCT are linear, so per axis they fold into one small matrix ``A = D @ R @ G``.
-    An integer decimation reads only a window of rows per output row (no blur, f8: rows 8i+2 ... 8i+5, half
-    the image; f16 with the 7-tap blur: 10 of every 16 rows), so only those rows enter the product.
-    """
-    a_h = dct_matrix_f64(h) @ resize_matrix_f64(big_h, h, blur)
-    a_w = dct_matrix_f64(w) @ resize_matrix_f64(big_w, w, blur)
-    window = _row_window(a_h)
-    if window is not None:
-        period, first, length = window
-        a_h = a_h.view(h, h, period)[:, torch.arange(h), first : first + length].reshape(h, h * length)
-    return ImageSpectrumOperator(a_h.to(device=device, dtype=dtype), a_w.to(device=device, dtype=dtype), window)
+    def cast(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device=device, dtype=dtype)
+
+    def cast_filter(f: Optional[WindowFilter]) -> Optional[WindowFilter]:
+        return None if f is None else f._replace(weights=cast(f.weights))
+
+    return ImageSpectrumOperator(
+        cast(d_h @ r_h), cast(d_w @ r_w), cast_filter(filter_h), cast_filter(filter_w), cast(d_h), cast(d_w)
+    )
 
 
 @functools.lru_cache(maxsize=64)
