@@ -28,3 +28,16 @@ def write_recipe(folder: Path, text: str, name: str = "recipe.toml") -> Path:
     path = Path(folder) / name
     path.write_text(text)
     return path
+
+
+def invoke_cli(*args: str):
+    """Run the ``specmatch`` CLI in-process; fail if it printed a traceback or raised anything but an exit."""
+    from click.testing import CliRunner
+
+    from specmatch.cli import main
+
+    result = CliRunner().invoke(main, list(args))
+    assert "Traceback" not in result.output
+    # a user mistake ends in a clean exit, never an uncaught exception
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result

@@ -11,27 +11,17 @@ from pathlib import Path
 import attrs
 import click
 import pytest
-from click.testing import CliRunner
 
 import specmatch
 from specmatch.cli import main
 from specmatch.core.recipe import load_recipe
 from specmatch.core.specs import KINDS
-from specmatch.testing import MINIMAL_RECIPE
+from specmatch.testing import MINIMAL_RECIPE, invoke_cli
 
 BASE = MINIMAL_RECIPE
 
 
-@pytest.fixture(autouse=True)
-def _builtins_only(monkeypatch):
-    monkeypatch.setenv("SPECMATCH_DISABLE_PLUGIN_AUTOLOAD", "1")
-
-
-def invoke(*args: str):
-    result = CliRunner().invoke(main, list(args))
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
+invoke = invoke_cli
 
 
 def ok(*args: str):

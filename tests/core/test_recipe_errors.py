@@ -12,29 +12,14 @@ from pathlib import Path
 
 import attrs
 import pytest
-from click.testing import CliRunner
 
-from specmatch.cli import main
 from specmatch.core.errors import RecipeError
 from specmatch.core.recipe import load_recipe
+from specmatch.testing import MINIMAL_RECIPE, invoke_cli
 
 # a valid minimal recipe: 16 px demo photos, the 2x-downsampling CPU autoencoder
-from specmatch.testing import MINIMAL_RECIPE
 BASE = MINIMAL_RECIPE
-
-
-@pytest.fixture(autouse=True)
-def _builtins_only(monkeypatch):
-    """Only built-in plugins, so 'installed: ...' lists do not depend on what else is installed."""
-    monkeypatch.setenv("SPECMATCH_DISABLE_PLUGIN_AUTOLOAD", "1")
-
-
-def invoke(*args: str):
-    result = CliRunner().invoke(main, list(args))
-    assert "Traceback" not in result.output
-    # a user mistake ends in a clean exit, never an uncaught exception
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result
+invoke = invoke_cli
 
 
 def validate(tmp_path: Path, text: str, *args: str, name: str = "recipe.toml"):

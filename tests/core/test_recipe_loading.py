@@ -65,11 +65,6 @@ steps = 7
 """
 
 
-@pytest.fixture(autouse=True)
-def _builtins_only(monkeypatch):
-    monkeypatch.setenv("SPECMATCH_DISABLE_PLUGIN_AUTOLOAD", "1")
-
-
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -24,10 +24,7 @@ def _id(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
 
 
-@pytest.fixture(autouse=True)
-def _builtins_only(monkeypatch):
-    # shipped recipes may use only what specmatch itself provides (and their own [plugins] files)
-    monkeypatch.setenv("SPECMATCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+# shipped recipes may use only what specmatch itself provides (conftest.py turns autoload off)
 
 
 def test_recipes_are_shipped():
