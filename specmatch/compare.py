@@ -34,6 +34,8 @@ def run_metrics(run_dir: Path) -> dict[str, Any]:
         metrics["analysis_n"] = report.get("n_images")
         for delta, target in report.get("targets", {}).items():
             metrics[f"analysis_kl_delta{delta}"] = target["kl_to_latent"]
+            if "kl_to_latent_dc_removed" in target:
+                metrics[f"analysis_kl_delta{delta}_dc_removed"] = target["kl_to_latent_dc_removed"]
         metrics["analysis_latent_slope"] = report.get("latent", {}).get("slope")
         metrics.update({f"analysis_{k}": v for k, v in report.get("lowpass", {}).items()})
     return metrics

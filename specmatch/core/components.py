@@ -104,6 +104,11 @@ class AlignmentTarget(Protocol):
 
 @runtime_checkable
 class Denoiser(Protocol):
-    """``forward(x_t, t, y=None) -> prediction`` on normalised latents of the autoencoder's shape."""
+    """``forward(x_t, t, y=None) -> prediction`` on normalised latents of the autoencoder's shape.
+
+    An *alignable* denoiser (``DenoiserSpec(alignable=True)``, needed by ``[repa]``) also accepts
+    ``return_hidden_at=k`` and then returns ``(prediction, tokens (B, N, D))`` after block k, and has
+    ``hidden_size`` (D) and ``depth`` attributes.
+    """
 
     def forward(self, x: "Tensor", t: "Tensor", y: Optional["Tensor"] = None) -> "Tensor": ...

@@ -18,7 +18,7 @@ STAGES = ("autoencoder", "latent_stats", "denoiser", "evaluation")
 _DEPENDS = {
     "autoencoder": ("data", "autoencoder", "regularizers", "perceptual", "adversarial", "alignment", "run"),
     "latent_stats": ("latent_stats",),
-    "denoiser": ("denoiser", "objective", "train"),
+    "denoiser": ("denoiser", "objective", "train", "repa"),
     "evaluation": ("sampler", "evaluation"),
 }
 
@@ -55,7 +55,9 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
     ae_from = (resolved.recipe_dir / r.autoencoder.from_run) if r.autoencoder.from_run else None
     ae_train = r.train.autoencoder
     regs = ", ".join(f"{c.name}={c.weight:g}" for c in r.regularizers) or "none"
-    ae_key = resolved.section_hash(*_DEPENDS["autoencoder"])
+    # a teacher that only REPA uses does not touch the autoencoder
+    ae_key = resolved.section_hash(*_DEPENDS["autoencoder"],
+                                   unused=() if resolved.autoencoder_uses_teacher() else ("alignment",))
     import hashlib
     import json
 
@@ -79,10 +81,15 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
     if r.denoiser is not None:
         dn = r.train.denoiser
         den_table = resolved.to_dict()["train"]["denoiser"]
-        key = h(key, resolved.section_hash("denoiser", "objective"), json.dumps(den_table, sort_keys=True))
+        den_tables = ("denoiser", "objective") + (("repa", "alignment") if r.repa is not None else ())
+        key = h(key, resolved.section_hash(*den_tables), json.dumps(den_table, sort_keys=True))
         stages.append(Stage(name="denoiser", key=key, folder=output_dir / "denoiser",
                             description=f"train {r.denoiser.name} with {r.objective.name} for {dn.steps} steps "
-                                        f"(batch {dn.batch_size})"))
+                                        f"(batch {dn.batch_size})"
+                                        + (f"; REPA {r.repa.weight:g} at block {r.repa.depth} to "
+                                           f"{r.alignment.name}" + (" (DoG target)" if r.repa.target_filter
+                                                                    == "dog" else "")
+                                           if r.repa is not None else "")))
     ev = r.evaluation
     key = h(key, resolved.section_hash("sampler", "evaluation"))
     what = f"PSNR/SSIM on {ev.reconstruction_images} held-out images"

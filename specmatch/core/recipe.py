@@ -65,6 +65,10 @@ class ResolvedRecipe:
     def regularizers(self) -> list[ResolvedComponent]:
         return [self.components[f"regularizers[{i}]"] for i in range(len(self.recipe.regularizers))]
 
+    def autoencoder_uses_teacher(self) -> bool:
+        """True when a regularizer aligns the latent with the ``[alignment]`` teacher (VA-VAE's VF loss)."""
+        return any("features" in comp.spec.needs for comp in self.regularizers())
+
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved recipe: every default filled in, every params table complete."""
         data = unstructure(self.recipe)
@@ -78,10 +82,13 @@ class ResolvedRecipe:
         data.pop("plugins", None) if not self.recipe.plugins.files else None
         return data
 
-    def section_hash(self, *keys: str) -> str:
-        """A stable hash of some top-level tables (``()`` = the whole recipe): what a stage depends on."""
+    def section_hash(self, *keys: str, unused: tuple[str, ...] = ()) -> str:
+        """A stable hash of some top-level tables (``()`` = the whole recipe): what a stage depends on.
+
+        Tables in ``unused`` hash as if absent (e.g. a teacher that only the denoiser uses).
+        """
         data = self.to_dict()
-        part = data if not keys else {k: data.get(k) for k in keys}
+        part = data if not keys else {k: None if k in unused else data.get(k) for k in keys}
         text = json.dumps(part, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -409,6 +416,7 @@ def cross_check(resolved: ResolvedRecipe, registry: Any) -> tuple[list[Problem],
                         f"they are applied in recipe order")
     if recipe.train.denoiser.class_conditional and recipe.denoiser is None:
         problems.append(Problem("train.denoiser.class_conditional", "set, but the recipe has no [denoiser]"))
+    problems.extend(_check_repa(resolved))
     for result in registry.plugins.manager.hook.specmatch_validate_recipe(recipe=resolved):
         for item in result or ():
             if isinstance(item, Problem):
@@ -416,6 +424,32 @@ def cross_check(resolved: ResolvedRecipe, registry: Any) -> tuple[list[Problem],
             else:
                 warnings.append(str(item))
     return problems, warnings
+
+
+def _check_repa(resolved: ResolvedRecipe) -> list[Problem]:
+    """``[repa]`` needs a denoiser that exposes hidden states, a teacher, and odd DoG kernels."""
+    repa = resolved.recipe.repa
+    if repa is None:
+        return []
+    problems = []
+    denoiser = resolved.component("denoiser")
+    if denoiser is None:
+        problems.append(Problem("repa", "set, but the recipe has no [denoiser] to align"))
+    elif not denoiser.spec.alignable:
+        problems.append(Problem("repa", f"denoiser {denoiser.spec.name!r} does not expose hidden states "
+                                        f"(its spec is not alignable)"))
+    if resolved.recipe.alignment is None:
+        problems.append(Problem("repa", "needs a teacher: add an [alignment] table (see `specmatch components "
+                                        "list --kind alignment`)"))
+    if repa.target_filter == "dog":
+        for key in ("dog_kernel_low", "dog_kernel_high"):
+            if getattr(repa, key) % 2 == 0:
+                problems.append(Problem(f"repa.{key}", f"expected an odd kernel size; got {getattr(repa, key)}"))
+        if repa.dog_sigma_high <= repa.dog_sigma_low:
+            problems.append(Problem("repa.dog_sigma_high", f"expected more than dog_sigma_low "
+                                                           f"({repa.dog_sigma_low}) for a band-pass; got "
+                                                           f"{repa.dog_sigma_high}"))
+    return problems
 
 
 def plugin_files_of(raw: dict[str, Any] | None, source: Path) -> list[Path]:

@@ -143,6 +143,23 @@ class EvaluationConfig:
 
 
 @attrs.frozen(kw_only=True)
+class RepresentationAlignmentConfig:
+    """REPA: align the denoiser's hidden tokens with the ``[alignment]`` teacher's features of the clean image."""
+
+    weight: float = param(0.5, doc="weight of the projection loss (REPA: 0.5)", ge=0)
+    depth: int = param(8, doc="align the tokens after this denoiser block (1-based; REPA: 8)", ge=1)
+    projector: str = param("mlp", doc="'mlp': REPA's per-token 3-layer SiLU MLP; 'conv': a 3x3 conv on the "
+                                      "token grid (iREPA)", choices=("mlp", "conv"))
+    projector_width: int = param(2048, doc="hidden width of the MLP projector", ge=1)
+    target_filter: str = param("none", doc="'dog': difference-of-Gaussians band-pass on the teacher features "
+                                           "(Spectrum Matching's REPA extension)", choices=("none", "dog"))
+    dog_sigma_low: float = param(0.6, doc="DoG: sigma of the narrow Gaussian (UNVERIFIED default)", gt=0)
+    dog_kernel_low: int = param(3, doc="DoG: odd kernel size of the narrow Gaussian", ge=1)
+    dog_sigma_high: float = param(2.0, doc="DoG: sigma of the wide Gaussian (UNVERIFIED default)", gt=0)
+    dog_kernel_high: int = param(5, doc="DoG: odd kernel size of the wide Gaussian", ge=1)
+
+
+@attrs.frozen(kw_only=True)
 class Recipe:
     version: int = param(1, doc="recipe format version", choices=(1,))
     run: RunConfig = param(RunConfig(), doc="run-wide settings")
@@ -154,6 +171,8 @@ class Recipe:
     adversarial: Optional[AdversarialConfig] = param(None, doc="adversarial reconstruction term")
     alignment: Optional[ComponentConfig] = param(None, doc="the teacher regularizers/denoisers align to")
     denoiser: Optional[ComponentConfig] = param(None, doc="the latent denoiser (omit: autoencoder only)")
+    repa: Optional[RepresentationAlignmentConfig] = param(
+        None, doc="align the denoiser's hidden tokens with the [alignment] teacher (REPA; omit: off)")
     objective: ComponentConfig = param(ComponentConfig(name="flow-matching"), doc="denoiser objective")
     sampler: ComponentConfig = param(ComponentConfig(name="euler"), doc="sampler for generation")
     latent_stats: LatentStatsConfig = param(LatentStatsConfig(), doc="latent normalisation statistics")

@@ -86,22 +86,28 @@ class CachedLatents(torch.utils.data.Dataset):
 
     Item i is ``(mean (2, C, h, w), std (2, C, h, w), label)``: index 0 the image, 1 its flip. The denoiser
     stage draws ``z = mean + std * eps`` for a random flip each step, as the paper's latent extraction
-    does, instead of running the encoder on every batch.
+    does, instead of running the encoder on every batch. With ``images`` (the dataset the moments came from)
+    the item also carries the clean image, for losses that look at it (REPA's teacher features).
     """
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, labels: torch.Tensor):
-        self.mean, self.std, self.labels = mean, std, labels
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, labels: torch.Tensor, images=None):
+        self.mean, self.std, self.labels, self.images = mean, std, labels, images
 
     def __len__(self) -> int:
         return self.mean.shape[0]
 
     def __getitem__(self, i: int):
-        return self.mean[i], self.std[i], int(self.labels[i])
+        item = (self.mean[i], self.std[i], int(self.labels[i]))
+        return item if self.images is None else (*item, self.images[i][0])
 
 
 @torch.no_grad()
-def encode_moments(accelerator, autoencoder: nn.Module, dataset, *, batch_size: int) -> CachedLatents:
-    """Sharded over processes, gathered, so every process holds the whole cache (float16 on the CPU)."""
+def encode_moments(accelerator, autoencoder: nn.Module, dataset, *, batch_size: int,
+                   keep_images: bool = False) -> CachedLatents:
+    """Sharded over processes, gathered, so every process holds the whole cache (float16 on the CPU).
+
+    ``keep_images`` makes every item also return its clean image, read from ``dataset`` on access.
+    """
     from .evaluation import gather_rows
 
     n = len(dataset)
@@ -121,4 +127,5 @@ def encode_moments(accelerator, autoencoder: nn.Module, dataset, *, batch_size: 
     local_labels = torch.cat(labels).float()
     everything = gather_rows(accelerator, local, n).cpu()
     all_labels = gather_rows(accelerator, local_labels[:, None], n).cpu()[:, 0].long()
-    return CachedLatents(everything[:, 0].half(), everything[:, 1].half(), all_labels)
+    return CachedLatents(everything[:, 0].half(), everything[:, 1].half(), all_labels,
+                         images=dataset if keep_images else None)

@@ -264,12 +264,26 @@ class Pipeline:
             acc.print(f"[denoiser] complete in {folder}; reused")
             return
         t0 = time.perf_counter()
-        opt, sched = make_optimizer(denoiser.parameters(), cfg)
-        model, opt, sched = acc.prepare(denoiser, opt, sched)
+        repa = None
+        trainable = denoiser
+        if self.recipe.repa is not None:
+            from .representation_alignment import RepresentationAlignment
+
+            teacher = self.build("alignment")
+            teacher = teacher.to(acc.device) if hasattr(teacher, "to") else teacher
+            repa = RepresentationAlignment(self.recipe.repa, teacher, denoiser, recipe=str(self.resolved.source))
+            trainable = repa.wrap(denoiser)  # the projector trains (and checkpoints) with the denoiser
+        opt, sched = make_optimizer(trainable.parameters(), cfg)
+        model, opt, sched = acc.prepare(trainable, opt, sched)
+
+        def denoiser_of(prepared):
+            unwrapped = acc.unwrap_model(prepared)
+            return unwrapped.denoiser if repa is not None else unwrapped
+
         trainer = StageTrainer(accelerator=acc, name="denoiser", folder=folder, key=stage.key, cfg=cfg,
                                seed=self.seed("denoiser"), log=MetricsLog(self.log_path, acc, "denoiser"),
                                log_every=self.recipe.run.log_every, resume=self.resume)
-        ema = trainer.add_ema(model, cfg.ema_decay) if cfg.ema_decay else None
+        ema = trainer.add_ema(denoiser_of(model), cfg.ema_decay) if cfg.ema_decay else None
         trainer.restore()
         normalizer = self.normalizer
         conditional = cfg.class_conditional and self.upstream["num_classes"] > 0
@@ -278,29 +292,53 @@ class Pipeline:
             from .latents import encode_moments
 
             t_cache = time.perf_counter()
-            train_data = encode_moments(acc, self.ae, self.train_set, batch_size=self.recipe.evaluation.batch_size)
+            train_data = encode_moments(acc, self.ae, self.train_set, batch_size=self.recipe.evaluation.batch_size,
+                                        keep_images=repa is not None)
             self._timed("latent_cache", t_cache)
 
         def latents_of(batch, generator):
-            """Normalised latents of a batch: sampled from cached moments (random flip) or encoded now."""
+            """Normalised latents, labels and the matching clean images (None unless REPA needs them).
+
+            Cached: sampled from the moments of the image or of its flip, chosen at random; encoded: as is.
+            """
             if not cfg.cache_latents:
-                return normalizer.encode(batch[0].to(acc.device), generator), batch[1].to(acc.device)
+                x = batch[0].to(acc.device)
+                return normalizer.encode(x, generator), batch[1].to(acc.device), x if repa is not None else None
             mean, std = batch[0].to(acc.device).float(), batch[1].to(acc.device).float()
             flip = torch.randint(0, 2, (mean.shape[0],), generator=generator, device=generator.device)
+            flip = flip.to(mean.device)
             pick = torch.arange(mean.shape[0], device=mean.device)
-            mean, std = mean[pick, flip.to(mean.device)], std[pick, flip.to(mean.device)]
+            mean, std = mean[pick, flip], std[pick, flip]
             eps = torch.randn(mean.shape, generator=generator, device=generator.device).to(mean.device)
-            return (mean + std * eps - normalizer.mean) / normalizer.std, batch[2].to(acc.device)
+            images = None
+            if repa is not None:  # the teacher sees the same view the latent came from
+                images = batch[3].to(acc.device)
+                images = torch.where(flip.bool()[:, None, None, None], images.flip(-1), images)
+            return (mean + std * eps - normalizer.mean) / normalizer.std, batch[2].to(acc.device), images
 
         def step_fn(batch, step, cpu_gen, dev_gen):
-            z_all, y = latents_of(batch, dev_gen)
+            z_all, y, images = latents_of(batch, dev_gen)
+            features_all = repa.teacher_features(images) if repa is not None else None
             model.train()
             logs: dict[str, float] = {}
             micro = cfg.grad_accumulation
-            for z, ym in zip(_micro_batches(z_all, micro), _micro_batches(y, micro)):
+            for i, (z, ym) in enumerate(zip(_micro_batches(z_all, micro), _micro_batches(y, micro))):
                 kwargs = {"y": ym} if conditional else {}
                 with acc.autocast():
-                    loss, parts = self.objective.loss(model, z, generator=dev_gen, **kwargs)
+                    if repa is None:
+                        loss, parts = self.objective.loss(model, z, generator=dev_gen, **kwargs)
+                    else:
+                        projected = []
+
+                        def velocity_of(x_t, t, **kw):  # the objective sees a plain denoiser
+                            velocity, tokens = model(x_t, t, **kw)
+                            projected.append(tokens)
+                            return velocity
+
+                        loss, parts = self.objective.loss(velocity_of, z, generator=dev_gen, **kwargs)
+                        features = _micro_batches(features_all, micro)[i]
+                        parts["repa"] = repa.loss(projected[-1], features)
+                        loss = loss + self.recipe.repa.weight * parts["repa"]
                 acc.backward(loss / cfg.grad_accumulation)
                 logs.update(to_floats({"loss/total": loss, **{f"loss/{k}": v for k, v in parts.items()}}))
             if cfg.grad_clip > 0:
@@ -309,12 +347,12 @@ class Pipeline:
             sched.step()
             opt.zero_grad(set_to_none=True)
             if ema is not None:
-                ema.update(acc.unwrap_model(model), step=step)
+                ema.update(denoiser_of(model), step=step)
             logs["lr"] = sched.get_last_lr()[0]
             return logs
 
         trainer.run(train_data, step_fn, num_workers=0 if cfg.cache_latents else self.recipe.data.num_workers)
-        unwrapped = acc.unwrap_model(model)
+        unwrapped = denoiser_of(model)
         if acc.is_main_process:
             save_weights(unwrapped, folder / "model.safetensors", {"stage_key": stage.key})
             if ema is not None:

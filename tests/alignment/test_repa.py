@@ -1,0 +1,89 @@
+"""REPA building blocks: projection loss, token targets (grid order, resampling, DoG), projectors, hidden tap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from specmatch.alignment.dog import dog_filter
+from specmatch.alignment.repa import (
+    AlignedDenoiser,
+    TokenProjector,
+    alignment_targets,
+    negative_cosine,
+    resample_grid,
+)
+from specmatch.diffusion.dit import build_dit
+
+
+def test_negative_cosine_matches_numpy():
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 5, 7, generator=gen), torch.randn(3, 5, 7, generator=gen)
+    an, bn = a.numpy().astype(np.float64), b.numpy().astype(np.float64)
+    cos = (an * bn).sum(-1) / (np.linalg.norm(an, axis=-1) * np.linalg.norm(bn, axis=-1))
+    assert negative_cosine(a, b).item() == pytest.approx(-cos.mean(), abs=1e-6)
+    assert negative_cosine(a, a).item() == pytest.approx(-1.0, abs=1e-6)
+    with pytest.raises(ValueError, match="differ"):
+        negative_cosine(a, b[:, :4])
+
+
+def test_targets_are_row_major_tokens_on_the_same_grid():
+    features = torch.randn(2, 6, 3, 4)
+    tokens = alignment_targets(features, (3, 4))
+    assert tokens.shape == (2, 12, 6)
+    for r in range(3):
+        for c in range(4):
+            assert torch.equal(tokens[:, r * 4 + c], features[:, :, r, c])
+
+
+def test_a_larger_teacher_grid_is_area_averaged_and_a_smaller_one_interpolated():
+    features = torch.randn(1, 2, 8, 8)
+    shrunk = resample_grid(features, (4, 4))
+    manual = features.reshape(1, 2, 4, 2, 4, 2).mean(dim=(3, 5))  # mean of each 2x2 block
+    assert torch.allclose(shrunk, manual, atol=1e-6)
+    constant = torch.full((1, 3, 2, 2), 2.5)
+    assert torch.allclose(resample_grid(constant, (5, 5)), torch.full((1, 3, 5, 5), 2.5))
+
+
+def test_dog_target_filters_on_the_teacher_grid_before_resampling():
+    features = torch.randn(2, 4, 8, 8)
+    dog = {"sigma_low": 0.6, "kernel_low": 3, "sigma_high": 2.0, "kernel_high": 5}
+    got = alignment_targets(features, (4, 4), target_filter="dog", dog=dog)
+    expected = resample_grid(dog_filter(features, **dog), (4, 4)).flatten(2).transpose(1, 2)
+    assert torch.allclose(got, expected, atol=1e-6)
+    # a band-pass: a spatially constant teacher map gives all-zero targets
+    flat = alignment_targets(torch.ones(1, 3, 8, 8) * 4, (8, 8), target_filter="dog", dog=dog)
+    assert flat.abs().max() < 1e-5
+    with pytest.raises(ValueError, match="target_filter"):
+        alignment_targets(features, (4, 4), target_filter="wavelet")
+
+
+def test_projectors():
+    tokens = torch.randn(2, 16, 8)
+    mlp = TokenProjector("mlp", 8, 5, width=32)
+    assert mlp(tokens).shape == (2, 16, 5)
+    assert [m.out_features for m in mlp.net if isinstance(m, torch.nn.Linear)] == [32, 32, 5]
+    conv = TokenProjector("conv", 8, 5)
+    grid = tokens.transpose(1, 2).reshape(2, 8, 4, 4)
+    manual = torch.nn.functional.conv2d(grid, conv.net.weight, conv.net.bias, padding=1)
+    assert torch.allclose(conv(tokens), manual.flatten(2).transpose(1, 2), atol=1e-6)
+    with pytest.raises(ValueError, match="square"):
+        conv(torch.randn(1, 12, 8))
+
+
+def test_the_alignment_loss_trains_only_blocks_up_to_depth():
+    torch.manual_seed(0)
+    dit = build_dit("dit-micro", input_size=8, in_channels=4, patch_size=2)  # 2 blocks, 16 tokens
+    aligned = AlignedDenoiser(dit, TokenProjector("mlp", dit.hidden_size, 6, width=16), depth=1)
+    x, t = torch.randn(2, 4, 8, 8), torch.rand(2)
+    velocity, projected = aligned(x, t)
+    assert torch.equal(velocity, dit(x, t))  # the velocity is the plain denoiser's
+    assert projected.shape == (2, 16, 6)
+    negative_cosine(projected, torch.randn(2, 16, 6)).backward()
+    grad = {name: p.grad for name, p in dit.named_parameters()}
+    assert grad["x_embedder.proj.weight"].abs().sum() > 0
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grad.items() if n.startswith("blocks.0."))
+    # block 2 and the output layer come after the tap: the alignment loss cannot reach them
+    assert all(g is None or g.abs().sum() == 0 for n, g in grad.items()
+               if n.startswith(("blocks.1.", "final_layer.")))

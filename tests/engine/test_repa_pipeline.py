@@ -1,0 +1,87 @@
+"""``[repa]`` in a whole run: validation, stage keys, training with the projection loss, a plain denoiser saved."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from specmatch.core.plan import make_plan
+from specmatch.core.recipe import load_recipe
+from specmatch.testing import invoke_cli, write_recipe
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = (ROOT / "recipes" / "smoke.toml").as_posix()
+TEACHER = '[alignment]\nname = "stlpips-alex"\nparams = { layer = 1 }\n'
+REPA = '[repa]\nweight = 0.5\ndepth = 1\nprojector_width = 64\n'
+
+
+def repa_recipe(tmp_path: Path, extra: str = "", name: str = "repa.toml") -> Path:
+    return write_recipe(tmp_path, f'extends = "{SMOKE}"\n{TEACHER}{REPA}{extra}', name)
+
+
+def test_repa_needs_a_teacher_and_a_denoiser(tmp_path):
+    no_teacher = write_recipe(tmp_path, f'extends = "{SMOKE}"\n{REPA}', "a.toml")
+    result = invoke_cli("validate", str(no_teacher))
+    assert result.exit_code == 2
+    assert "a.toml" in result.output and "repa" in result.output and "[alignment]" in result.output
+    even = repa_recipe(tmp_path, "", "b.toml")
+    result = invoke_cli("validate", str(even), "-o", "repa.target_filter='dog'", "-o", "repa.dog_kernel_low=4")
+    assert result.exit_code == 2 and "repa.dog_kernel_low" in result.output and "odd" in result.output
+
+
+def test_block_index_beyond_the_denoiser_is_a_clean_error(tmp_path):
+    recipe = repa_recipe(tmp_path)
+    result = invoke_cli("run", str(recipe), "--output-dir", str(tmp_path / "out"), "-o", "repa.depth=7",
+                        "-o", "evaluation.frechet=false", "-o", "train.autoencoder.steps=2",
+                        "-o", "train.denoiser.steps=2")
+    assert result.exit_code != 0
+    assert "repa.depth" in result.output and "1..2" in result.output
+
+
+def test_stage_keys_teacher_for_repa_only_leaves_the_autoencoder_alone(tmp_path):
+    plain = load_recipe(write_recipe(tmp_path, f'extends = "{SMOKE}"\n', "plain.toml"))
+    repa = load_recipe(repa_recipe(tmp_path))
+    dog = load_recipe(repa_recipe(tmp_path, "", "dog.toml"), ["repa.target_filter='dog'"])
+    keys = {name: {s.name: s.key for s in make_plan(r, tmp_path / "o").stages}
+            for name, r in (("plain", plain), ("repa", repa), ("dog", dog))}
+    assert keys["plain"]["autoencoder"] == keys["repa"]["autoencoder"] == keys["dog"]["autoencoder"]
+    assert len({keys[n]["denoiser"] for n in keys}) == 3
+
+
+def test_a_repa_run_trains_the_projection_and_saves_a_plain_denoiser(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from specmatch.diffusion.dit import build_dit
+
+    out = tmp_path / "run"
+    result = invoke_cli("run", str(repa_recipe(tmp_path)), "--output-dir", str(out),
+                        "-o", "evaluation.frechet=false", "-o", "train.denoiser.steps=40",
+                        "-o", "run.log_every=1", "-o", "evaluation.num_samples=4")
+    assert result.exit_code == 0, result.output
+    curves = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    repa = [c["loss/repa"] for c in curves if c["stage"] == "denoiser"]
+    assert len(repa) == 40 and all(-1.0 <= v <= 1.0 for v in repa)
+    # the projector learns to point the tokens at the teacher's features
+    assert sum(repa[-5:]) / 5 < sum(repa[:5]) / 5 - 0.1
+    state = load_file(str(out / "denoiser" / "model.safetensors"))
+    assert not any("projector" in key for key in state)
+    dit = build_dit("dit-micro", input_size=8, in_channels=4, patch_size=2)
+    dit.load_state_dict(state)  # strict: exactly the plain denoiser
+    assert torch.isfinite(torch.stack([v.float().sum() for v in state.values()])).all()
+    assert (out / "samples.png").is_file()
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_repa_with_and_without_cached_latents(tmp_path, cache):
+    out = tmp_path / f"cache-{cache}"
+    result = invoke_cli("run", str(repa_recipe(tmp_path, name=f"r{cache}.toml")), "--output-dir", str(out),
+                        "-o", "evaluation.frechet=false", "-o", "train.autoencoder.steps=4",
+                        "-o", "train.denoiser.steps=3", "-o", f"train.denoiser.cache_latents={str(cache).lower()}",
+                        "-o", "train.denoiser.grad_accumulation=2", "-o", "repa.target_filter='dog'",
+                        "-o", "repa.projector='conv'", "-o", "evaluation.num_samples=2")
+    assert result.exit_code == 0, result.output
+    curves = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss/repa" in c for c in curves if c["stage"] == "denoiser")
