@@ -30,7 +30,7 @@ from .checkpoint import (
 )
 from .latents import LatentNormalizer, compute_latent_stats, load_latent_stats, save_latent_stats
 from .runtime import make_accelerator
-from .training import MetricsLog, StageTrainer, make_optimizer
+from .training import MetricsLog, StageTrainer, begin_stage, make_optimizer
 
 
 def _provenance(resolved: ResolvedRecipe) -> str:
@@ -134,6 +134,7 @@ class Pipeline:
             perceptual=perceptual, perceptual_weight=self.recipe.perceptual.weight if perceptual else 0.0,
             teacher=teacher.to(acc.device) if hasattr(teacher, "to") else teacher,
             adversarial_cfg=self.recipe.adversarial)
+        begin_stage(acc)
         opt, sched = make_optimizer(objective.parameters(), cfg)
         objective, opt, sched = acc.prepare(objective, opt, sched)
         d_opt = d_sched = None
@@ -273,6 +274,7 @@ class Pipeline:
             teacher = teacher.to(acc.device) if hasattr(teacher, "to") else teacher
             repa = RepresentationAlignment(self.recipe.repa, teacher, denoiser, recipe=str(self.resolved.source))
             trainable = repa.wrap(denoiser)  # the projector trains (and checkpoints) with the denoiser
+        begin_stage(acc)
         opt, sched = make_optimizer(trainable.parameters(), cfg)
         model, opt, sched = acc.prepare(trainable, opt, sched)
 

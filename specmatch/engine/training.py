@@ -21,6 +21,17 @@ from .runtime import step_generators
 from .schedule import warmup_lambda
 
 
+def begin_stage(accelerator) -> None:
+    """Forget the previous stage's prepared models, optimizers, schedulers and checkpointed objects.
+
+    A stage's checkpoint must hold only that stage's state: otherwise a run resumed after a finished (and
+    therefore not re-prepared) autoencoder stage would load the autoencoder's entries into the denoiser.
+    ``free_memory`` clears the prepared objects; accelerate has no public call for registered ones.
+    """
+    accelerator.free_memory()
+    accelerator._custom_objects.clear()
+
+
 def make_optimizer(params, cfg: Any, lr: float | None = None):
     params = [p for p in params if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr or cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)

@@ -85,3 +85,32 @@ def test_repa_with_and_without_cached_latents(tmp_path, cache):
     assert result.exit_code == 0, result.output
     curves = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("loss/repa" in c for c in curves if c["stage"] == "denoiser")
+
+
+@pytest.mark.parametrize("with_repa", [True, False])
+def test_an_interrupted_denoiser_resumes_to_the_same_weights(tmp_path, monkeypatch, with_repa):
+    """The denoiser stage resumes after a finished autoencoder stage (its checkpoint holds only its own state)."""
+    from tests.engine.test_pipeline import assert_same_weights
+
+    plugin = Path(__file__).with_name("crash_plugin.py")
+    recipe = repa_recipe(tmp_path) if with_repa else write_recipe(tmp_path, f'extends = "{SMOKE}"\n', "p.toml")
+    common = ["--plugin-file", str(plugin), "run", str(recipe), "-o", "evaluation.frechet=false",
+              "-o", "train.autoencoder.steps=4", "-o", "train.denoiser.steps=12",
+              "-o", "train.denoiser.checkpoint_every=4", "-o", "evaluation.num_samples=2",
+              "-o", "objective={ name = 'crash-once-flow-matching', params = { at_step = 6 } }"]
+    monkeypatch.delenv("SPECMATCH_TEST_CRASH_FLAG", raising=False)
+    assert invoke_cli(*common, "--output-dir", str(tmp_path / "ref")).exit_code == 0
+    flag = tmp_path / "crashed.flag"
+    monkeypatch.setenv("SPECMATCH_TEST_CRASH_FLAG", str(flag))
+    cut = tmp_path / "cut"
+    from click.testing import CliRunner
+
+    from specmatch.cli import main
+
+    assert CliRunner().invoke(main, [*common, "--output-dir", str(cut)]).exit_code != 0 and flag.exists()
+    assert not (cut / "denoiser" / "model.safetensors").exists()
+    result = invoke_cli(*common, "--output-dir", str(cut))
+    assert result.exit_code == 0 and "resumed from" in result.output
+    # projector, optimizer and EMA state came back: the resumed denoiser is the uninterrupted one
+    for name in ("model.safetensors", "ema.safetensors"):
+        assert_same_weights(tmp_path / "ref" / "denoiser" / name, cut / "denoiser" / name)
