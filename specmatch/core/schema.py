@@ -99,6 +99,8 @@ class OptimConfig:
     grad_accumulation: int = param(1, doc="micro-batches per optimizer step", ge=1)
     ema_decay: float = param(0.0, doc="EMA decay of weights (0 disables)", ge=0, lt=1)
     checkpoint_every: int = param(0, doc="save a resumable checkpoint every N steps (0: only at the end)", ge=0)
+    max_nonfinite_steps: int = param(5, doc="steps in a row whose loss or gradient is NaN/inf that are skipped "
+                                            "(no update) before the run stops; 0 = stop at the first", ge=0)
 
 
 @attrs.frozen(kw_only=True)

@@ -30,7 +30,7 @@ from .checkpoint import (
 )
 from .latents import LatentNormalizer, compute_latent_stats, load_latent_stats, save_latent_stats
 from .runtime import make_accelerator
-from .training import MetricsLog, StageTrainer, begin_stage, make_optimizer
+from .training import MetricsLog, NonFiniteGuard, StageTrainer, begin_stage, make_optimizer
 
 
 def _provenance(resolved: ResolvedRecipe) -> str:
@@ -146,6 +146,7 @@ class Pipeline:
                                log_every=self.recipe.run.log_every, resume=self.resume)
         ema = trainer.add_ema(acc.unwrap_model(objective).autoencoder, cfg.ema_decay) if cfg.ema_decay else None
         trainer.restore()
+        guard = NonFiniteGuard(acc, "autoencoder", cfg.max_nonfinite_steps)
         adv = self.recipe.adversarial
         analyze_every = cfg.analyze_every
         analysis_images = None
@@ -166,28 +167,35 @@ class Pipeline:
                                                           device_generator=dev_gen,
                                                           discriminator=disc if disc is not None else None)
                     acc.backward(loss / cfg.grad_accumulation)
-                logs.update(to_floats(step_logs))
+                    values = to_floats(step_logs)
+                    guard.observe(values)
+                logs.update(values)
                 if cfg.grad_clip > 0:
                     logs["grad_norm"] = float(acc.clip_grad_norm_(objective.parameters(), cfg.grad_clip))
-                opt.step()
-                sched.step()
+                    guard.observe({"grad_norm": logs["grad_norm"]})
+                if not guard.skip(step):
+                    opt.step()
+                    sched.step()
+                    if ema is not None:
+                        ema.update(acc.unwrap_model(objective).autoencoder, step=step)
                 opt.zero_grad(set_to_none=True)
                 if disc is not None:
                     d_opt.zero_grad(set_to_none=True)  # the generator term left gradients in D
-                if ema is not None:
-                    ema.update(acc.unwrap_model(objective).autoencoder, step=step)
             else:
                 with torch.no_grad(), acc.autocast():
                     _, _, x_hat, target = objective(x, step=step, cpu_generator=cpu_gen, device_generator=dev_gen)
                 with acc.autocast():
                     d_loss = discriminator_loss(disc, target, x_hat)
                 acc.backward(d_loss)
-                d_opt.step()
-                d_sched.step()
+                logs["loss/discriminator"] = float(d_loss.detach())
+                guard.observe({"loss/discriminator": logs["loss/discriminator"]})
+                if not guard.skip(step):
+                    d_opt.step()
+                    d_sched.step()
                 d_opt.zero_grad(set_to_none=True)
                 opt.zero_grad(set_to_none=True)
-                logs["loss/discriminator"] = float(d_loss.detach())
             logs["lr"] = sched.get_last_lr()[0]
+            logs["skipped_steps"] = guard.skipped
             if analyze_every and (step + 1) % analyze_every == 0 and acc.is_main_process:
                 from .evaluation import latent_spectrum
 
@@ -287,6 +295,7 @@ class Pipeline:
                                log_every=self.recipe.run.log_every, resume=self.resume)
         ema = trainer.add_ema(denoiser_of(model), cfg.ema_decay) if cfg.ema_decay else None
         trainer.restore()
+        guard = NonFiniteGuard(acc, "denoiser", cfg.max_nonfinite_steps)
         normalizer = self.normalizer
         conditional = cfg.class_conditional and self.upstream["num_classes"] > 0
         train_data = self.train_set
@@ -343,14 +352,18 @@ class Pipeline:
                         loss = loss + self.recipe.repa.weight * parts["repa"]
                 acc.backward(loss / cfg.grad_accumulation)
                 logs.update(to_floats({"loss/total": loss, **{f"loss/{k}": v for k, v in parts.items()}}))
+                guard.observe(logs)
             if cfg.grad_clip > 0:
                 logs["grad_norm"] = float(acc.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-            opt.step()
-            sched.step()
+                guard.observe({"grad_norm": logs["grad_norm"]})
+            if not guard.skip(step):
+                opt.step()
+                sched.step()
+                if ema is not None:
+                    ema.update(denoiser_of(model), step=step)
             opt.zero_grad(set_to_none=True)
-            if ema is not None:
-                ema.update(denoiser_of(model), step=step)
             logs["lr"] = sched.get_last_lr()[0]
+            logs["skipped_steps"] = guard.skipped
             return logs
 
         trainer.run(train_data, step_fn, num_workers=0 if cfg.cache_latents else self.recipe.data.num_workers)

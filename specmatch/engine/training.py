@@ -8,12 +8,15 @@ optimizers, schedulers, EMA, RNG and the step from the newest matching checkpoin
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from specmatch.core.errors import SpecmatchError
 
 from .checkpoint import TrainState, latest_checkpoint, save_checkpoint
 from .data import step_loader
@@ -30,6 +33,46 @@ def begin_stage(accelerator) -> None:
     """
     accelerator.free_memory()
     accelerator._custom_objects.clear()
+
+
+class NonFiniteGuard:
+    """Skips updates whose loss terms or gradient norm are NaN/inf, and stops a stage that keeps producing them.
+
+    Each micro-batch's logged values are ``observe``d; ``skip(step)`` then decides for all processes at once
+    (one process with a bad value makes every process skip, so replicas stay identical). A skipped step leaves
+    the weights, optimizer and EMA as they were. After ``limit`` skipped steps in a row the stage stops with an
+    error that names the terms, so a diverged run fails fast instead of training on garbage.
+    """
+
+    def __init__(self, accelerator, stage: str, limit: int):
+        self.accelerator, self.stage, self.limit = accelerator, stage, limit
+        self.bad: set[str] = set()
+        self.in_a_row = 0
+        self.skipped = 0
+
+    def observe(self, values: dict[str, float]) -> None:
+        self.bad.update(k for k, v in values.items() if not math.isfinite(v))
+
+    def skip(self, step: int) -> bool:
+        acc = self.accelerator
+        flag = torch.tensor([float(len(self.bad))], device=acc.device)
+        if acc.num_processes > 1:
+            flag = acc.reduce(flag, reduction="sum")
+        bad, self.bad = sorted(self.bad), set()
+        if flag.item() == 0:
+            self.in_a_row = 0
+            return False
+        self.in_a_row += 1
+        self.skipped += 1
+        what = ", ".join(bad) if bad else "a loss on another process"
+        if self.in_a_row > self.limit:
+            raise SpecmatchError(
+                f"[{self.stage}] step {step}: non-finite {what} for {self.in_a_row} step(s) in a row "
+                f"(train.{self.stage}.max_nonfinite_steps = {self.limit}); stopped. Checkpoints are kept: "
+                f"rerun unchanged to resume from the last one, or lower the learning rate or the term's weight, "
+                f"or set run.mixed_precision = 'no' (a changed recipe restarts the stage)")
+        acc.print(f"[{self.stage}] step {step}: non-finite {what}; update skipped")
+        return True
 
 
 def make_optimizer(params, cfg: Any, lr: float | None = None):
@@ -112,14 +155,3 @@ class StageTrainer:
                 save_checkpoint(acc, self.folder / "checkpoints", step + 1, self.key)
         bar.close()
         save_checkpoint(acc, self.folder / "checkpoints", total, self.key)
-
-    def backward_and_step(self, loss: torch.Tensor, module: nn.Module, optimizer, scheduler) -> float:
-        acc = self.accelerator
-        acc.backward(loss)
-        grad_norm = 0.0
-        if self.cfg.grad_clip > 0 and acc.sync_gradients:
-            grad_norm = float(acc.clip_grad_norm_(module.parameters(), self.cfg.grad_clip))
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        return grad_norm

@@ -84,7 +84,8 @@ def test_unknown_nested_key_lists_the_allowed_keys(tmp_path):
     result, path = validate(tmp_path, BASE + "[train.autoencoder]\nstepz = 3\n")
     assert_invalid(result, path, "train.autoencoder.stepz: unexpected key 'stepz' (allowed: steps, batch_size, "
                                  "lr, weight_decay, betas, warmup_steps, grad_clip, grad_accumulation, "
-                                 "ema_decay, checkpoint_every, pixel_loss, sample_posterior, analyze_every)")
+                                 "ema_decay, checkpoint_every, max_nonfinite_steps, pixel_loss, sample_posterior, "
+                                 "analyze_every)")
 
 
 def test_wrong_type_shows_the_value_and_its_type(tmp_path):
