@@ -298,7 +298,41 @@ def compare(run_dirs: tuple[str, ...], as_json: bool) -> None:
 
 @main.group()
 def recipes() -> None:
-    """Compare resolved recipes."""
+    """List and compare recipes."""
+
+
+def _default_recipe_dir() -> Path:
+    """./recipes when it exists, else the recipes folder of the specmatch checkout (editable installs)."""
+    here = Path("recipes")
+    return here if here.is_dir() else Path(__file__).resolve().parents[1] / "recipes"
+
+
+@recipes.command("list")
+@click.argument("folder", required=False, type=click.Path(file_okay=False))
+@click.option("--bases", is_flag=True, help="Also list shared bases (base*.toml), which are extended, not run.")
+def recipes_list(folder: str | None, bases: bool) -> None:
+    """Recipes under FOLDER (default ./recipes) with the first line of their header comment."""
+    from .core.errors import SpecmatchError
+
+    root = Path(folder) if folder else _default_recipe_dir()
+    if not root.is_dir():
+        raise SpecmatchError(f"{root}: no such folder; give the folder that holds your recipes")
+    rows = []
+    for path in sorted(root.rglob("*.toml")):
+        rel = path.relative_to(root)
+        is_base = any(part.startswith(("base", "_base")) for part in rel.parts)
+        if is_base and not bases:
+            continue
+        comment = next((line.lstrip("# ").strip() for line in path.read_text(encoding="utf-8").splitlines()
+                        if line.startswith("#") and line.lstrip("# ").strip()), "")
+        rows.append((rel.as_posix(), ("(base) " if is_base else "") + comment))
+    if not rows:
+        click.echo(f"no recipes under {root}")
+        return
+    width = max(len(name) for name, _ in rows)
+    click.echo(f"# recipes under {root}")
+    for name, comment in rows:
+        click.echo(f"{name:<{width}}  {comment if len(comment) <= 100 else comment[:97] + '...'}".rstrip())
 
 
 @recipes.command("diff")

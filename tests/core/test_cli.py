@@ -263,3 +263,19 @@ def test_validate_and_components_do_not_import_torch(tmp_path):
             "print(sorted(m for m in ('torch', 'timm', 'accelerate') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_recipes_list_shows_each_recipe_with_its_purpose(tmp_path):
+    from specmatch.testing import invoke_cli
+
+    folder = tmp_path / "recipes"
+    (folder / "cpu").mkdir(parents=True)
+    (folder / "cpu" / "base.toml").write_text("# shared base\nversion = 1\n")
+    (folder / "cpu" / "esm.toml").write_text('#\n# ESM on the demo data\n#   run it\nextends = "base.toml"\n')
+    (folder / "plain.toml").write_text("version = 1\n")
+    lines = invoke_cli("recipes", "list", str(folder)).output.splitlines()
+    assert lines[1:] == ["cpu/esm.toml  ESM on the demo data", "plain.toml"]
+    with_bases = invoke_cli("recipes", "list", str(folder), "--bases").output
+    assert "cpu/base.toml  (base) shared base" in with_bases
+    missing = invoke_cli("recipes", "list", str(tmp_path / "nope"))
+    assert missing.exit_code == 1 and "nope: no such folder" in missing.output
