@@ -359,6 +359,11 @@ def env() -> None:
 
     click.echo(f"specmatch {__version__} at {Path(__file__).parent}")
     click.echo(f"python {platform.python_version()} at {sys.executable}")
+    # a plugin installed into another environment is invisible: these are the folders searched here
+    import site
+
+    for folder in [*site.getsitepackages(), site.getusersitepackages()]:
+        click.echo(f"site-packages {folder}{'' if Path(folder).is_dir() else ' (absent)'}")
     for var in ("SPECMATCH_PLUGINS", "SPECMATCH_DISABLE_PLUGINS", "SPECMATCH_DISABLE_PLUGIN_AUTOLOAD"):
         click.echo(f"{var}={os.environ.get(var, '')}")
 

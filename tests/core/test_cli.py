@@ -183,6 +183,11 @@ def test_env():
     for var in ("SPECMATCH_PLUGINS=", "SPECMATCH_DISABLE_PLUGINS=", "SPECMATCH_DISABLE_PLUGIN_AUTOLOAD=1"):
         assert var in out
     assert "\npython 3." in out
+    import click as click_module  # any installed package: its folder must be among the listed site dirs
+
+    listed = [line.split(" ", 1)[1].removesuffix(" (absent)") for line in out.splitlines()
+              if line.startswith("site-packages ")]
+    assert any(Path(click_module.__file__).is_relative_to(folder) for folder in listed)
 
 
 def test_validate_several_files_reports_only_the_bad_one(tmp_path):
