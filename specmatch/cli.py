@@ -313,6 +313,7 @@ def _default_recipe_dir() -> Path:
 def recipes_list(folder: str | None, bases: bool) -> None:
     """Recipes under FOLDER (default ./recipes) with the first line of their header comment."""
     from .core.errors import SpecmatchError
+    from .core.recipe import is_base_recipe
 
     root = Path(folder) if folder else _default_recipe_dir()
     if not root.is_dir():
@@ -320,7 +321,7 @@ def recipes_list(folder: str | None, bases: bool) -> None:
     rows = []
     for path in sorted(root.rglob("*.toml")):
         rel = path.relative_to(root)
-        is_base = any(part.startswith(("base", "_base")) for part in rel.parts)
+        is_base = is_base_recipe(rel)
         if is_base and not bases:
             continue
         comment = next((line.lstrip("# ").strip() for line in path.read_text(encoding="utf-8").splitlines()

@@ -81,15 +81,14 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
     if r.denoiser is not None:
         dn = r.train.denoiser
         den_table = resolved.to_dict()["train"]["denoiser"]
-        den_tables = ("denoiser", "objective") + (("repa", "alignment") if r.repa is not None else ())
+        den_tables = ("denoiser", "objective")
+        den_what = f"train {r.denoiser.name} with {r.objective.name} for {dn.steps} steps (batch {dn.batch_size})"
+        if r.repa is not None:
+            den_tables += ("repa", "alignment")
+            dog = " (DoG target)" if r.repa.target_filter == "dog" else ""
+            den_what += f"; REPA {r.repa.weight:g} at block {r.repa.depth} to {r.alignment.name}{dog}"
         key = h(key, resolved.section_hash(*den_tables), json.dumps(den_table, sort_keys=True))
-        stages.append(Stage(name="denoiser", key=key, folder=output_dir / "denoiser",
-                            description=f"train {r.denoiser.name} with {r.objective.name} for {dn.steps} steps "
-                                        f"(batch {dn.batch_size})"
-                                        + (f"; REPA {r.repa.weight:g} at block {r.repa.depth} to "
-                                           f"{r.alignment.name}" + (" (DoG target)" if r.repa.target_filter
-                                                                    == "dog" else "")
-                                           if r.repa is not None else "")))
+        stages.append(Stage(name="denoiser", key=key, folder=output_dir / "denoiser", description=den_what))
     ev = r.evaluation
     key = h(key, resolved.section_hash("sampler", "evaluation"))
     what = f"PSNR/SSIM on {ev.reconstruction_images} held-out images"

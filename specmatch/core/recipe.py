@@ -452,6 +452,11 @@ def _check_repa(resolved: ResolvedRecipe) -> list[Problem]:
     return problems
 
 
+def is_base_recipe(relative_path: Path) -> bool:
+    """Shared bases (``base*.toml``, ``_base*.toml`` or anything in such a folder) are extended, never run."""
+    return any(part.startswith(("base", "_base")) for part in Path(relative_path).parts)
+
+
 def plugin_files_of(raw: dict[str, Any] | None, source: Path) -> list[Path]:
     """Local plugin files a recipe asks for, resolved against the recipe's folder."""
     files = ((raw or {}).get("plugins") or {}).get("files") or []

@@ -117,7 +117,7 @@ class Pipeline:
         t0 = time.perf_counter()
         cfg = self.recipe.train.autoencoder
         teacher = None
-        if self.recipe.alignment is not None:
+        if self.resolved.autoencoder_uses_teacher():  # a teacher only REPA uses is built in the denoiser stage
             teacher = self.build("alignment")
             self.upstream["alignment"] = teacher
         regs, slots = [], []
@@ -278,7 +278,9 @@ class Pipeline:
         if self.recipe.repa is not None:
             from .representation_alignment import RepresentationAlignment
 
-            teacher = self.build("alignment")
+            teacher = self.upstream.get("alignment")  # already built when the autoencoder stage trained with it
+            if teacher is None:
+                teacher = self.build("alignment")
             teacher = teacher.to(acc.device) if hasattr(teacher, "to") else teacher
             repa = RepresentationAlignment(self.recipe.repa, teacher, denoiser, recipe=str(self.resolved.source))
             trainable = repa.wrap(denoiser)  # the projector trains (and checkpoints) with the denoiser
@@ -333,7 +335,8 @@ class Pipeline:
             model.train()
             logs: dict[str, float] = {}
             micro = cfg.grad_accumulation
-            for i, (z, ym) in enumerate(zip(_micro_batches(z_all, micro), _micro_batches(y, micro))):
+            feature_chunks = _micro_batches(features_all, micro) if repa is not None else [None] * micro
+            for z, ym, features in zip(_micro_batches(z_all, micro), _micro_batches(y, micro), feature_chunks):
                 kwargs = {"y": ym} if conditional else {}
                 with acc.autocast():
                     if repa is None:
@@ -347,7 +350,6 @@ class Pipeline:
                             return velocity
 
                         loss, parts = self.objective.loss(velocity_of, z, generator=dev_gen, **kwargs)
-                        features = _micro_batches(features_all, micro)[i]
                         parts["repa"] = repa.loss(projected[-1], features)
                         loss = loss + self.recipe.repa.weight * parts["repa"]
                 acc.backward(loss / cfg.grad_accumulation)

@@ -20,7 +20,7 @@ from specmatch.core.errors import SpecmatchError
 class RepresentationAlignment:
     def __init__(self, cfg: Any, teacher: nn.Module, denoiser: nn.Module, *, recipe: str = "recipe"):
         """``recipe`` names the recipe file in error messages."""
-        self.cfg, self.teacher = cfg, teacher
+        self.cfg, self.teacher, self.recipe = cfg, teacher, recipe
         depth = getattr(denoiser, "depth", None)
         if depth is not None and cfg.depth > depth:
             raise SpecmatchError(f"{recipe}: repa.depth: the denoiser has {depth} blocks; expected a block index in "
@@ -48,6 +48,6 @@ class RepresentationAlignment:
         """Projection loss of projected tokens (B, N, D) against teacher features on a square token grid."""
         side = math.isqrt(projected.shape[1])
         if side * side != projected.shape[1]:
-            raise SpecmatchError(f"repa: the denoiser has {projected.shape[1]} tokens; a square grid is expected")
+            raise SpecmatchError(f"{self.recipe}: repa: the denoiser has {projected.shape[1]} tokens; a square grid is expected")
         targets = alignment_targets(features, (side, side), target_filter=self.cfg.target_filter, dog=self.dog)
         return negative_cosine(projected, targets)

@@ -55,11 +55,12 @@ class NonFiniteGuard:
 
     def skip(self, step: int) -> bool:
         acc = self.accelerator
-        flag = torch.tensor([float(len(self.bad))], device=acc.device)
-        if acc.num_processes > 1:
-            flag = acc.reduce(flag, reduction="sum")
+        bad_anywhere = len(self.bad)
+        if acc.num_processes > 1:  # one collective per step, only when there are replicas to keep in step
+            flag = torch.tensor([float(bad_anywhere)], device=acc.device)
+            bad_anywhere = acc.reduce(flag, reduction="sum").item()
         bad, self.bad = sorted(self.bad), set()
-        if flag.item() == 0:
+        if bad_anywhere == 0:
             self.in_a_row = 0
             return False
         self.in_a_row += 1

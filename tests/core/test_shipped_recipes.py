@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 
 from specmatch.core.errors import RecipeError
-from specmatch.core.recipe import load_recipe
+from specmatch.core.recipe import is_base_recipe, load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted(ROOT.glob("recipes/**/*.toml"))
 
 
 def _is_base(path: Path) -> bool:
-    """Shared bases (``base*.toml``, ``_base*.toml`` or anything in such a folder) are extended, never run."""
-    return any(part.startswith(("base", "_base")) for part in path.relative_to(ROOT / "recipes").parts)
+    return is_base_recipe(path.relative_to(ROOT / "recipes"))
 
 
 def _id(path: Path) -> str:

@@ -19,6 +19,7 @@ from specmatch.core import hookspecs
 from specmatch.core.plugins import load_plugins
 from specmatch.core.registry import Registry
 from specmatch.core.specs import KINDS, SPEC_CLASSES, ComponentSpec
+from specmatch.testing import MINIMAL_RECIPE, write_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 GUIDE = REPO / "docs" / "plugins.md"
@@ -121,15 +122,7 @@ def test_light_commands_import_no_torch(args, tmp_path):
 
 
 def test_validate_imports_no_torch(tmp_path):
-    recipe = tmp_path / "recipe.toml"
-    recipe.write_text(textwrap.dedent("""
-        version = 1
-        [data]
-        name = "demo-photos"
-        params = { resolution = 16 }
-        [autoencoder]
-        name = "sdvae"
-        params = { preset = "micro-f2d4" }
+    recipe = write_recipe(tmp_path, MINIMAL_RECIPE + textwrap.dedent("""
         [[regularizers]]
         name = "esm"
         weight = 0.01
