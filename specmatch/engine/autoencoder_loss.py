@@ -75,16 +75,15 @@ class AutoencoderObjective(nn.Module):
             rec = rec + self.perceptual_weight * self.perceptual(x_hat, target).mean()
         return rec
 
-    def forward(self, x: torch.Tensor, *, step: int, cpu_generator: torch.Generator,
-                device_generator: torch.Generator, discriminator: nn.Module | None = None,
-                training: bool = True) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, torch.Tensor]:
-        ae = self.autoencoder
-        logs: dict[str, Any] = {}
+    def _active(self, step: int) -> list[tuple[RegularizerSlot, Any, float]]:
         weights = [term_weight(s.config.weight, step, start_step=s.config.start_step,
                                warmup_steps=s.config.warmup_steps, end_step=s.config.end_step)
                    for s in self.slots]
-        active = [(s, reg, w) for s, reg, w in zip(self.slots, self._regularizers, weights) if w > 0]
+        return [(s, reg, w) for s, reg, w in zip(self.slots, self._regularizers, weights) if w > 0]
 
+    def _pass(self, x, active, *, step, cpu_generator, device_generator, training):
+        """encode -> (sample) -> active pair transforms, in recipe order -> one decode."""
+        ae = self.autoencoder
         posterior = ae.encode(x)
         z = posterior.sample(device_generator) if self.sample_posterior else posterior.mode()
         z_dec, target = z, x
@@ -93,7 +92,29 @@ class AutoencoderObjective(nn.Module):
         for slot, reg, _ in active:
             if slot.transforms_pair:
                 z_dec, target = reg.transform_pair(z_dec, target, ctx)
-        x_hat = ae.decode(z_dec)
+        return posterior, z, z_dec, target, ae.decode(z_dec)
+
+    @torch.no_grad()
+    def reconstruct_pair(self, x: torch.Tensor, *, step: int, cpu_generator: torch.Generator,
+                         device_generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction, target) of a discriminator turn: the pass of ``forward`` and no loss term.
+
+        The discriminator sees exactly what the generator step would reconstruct (pair transforms such as
+        DSM's low-pass included) but no regularizer runs: their terms are not needed, and an adaptive factor
+        cannot be taken without a graph.
+        """
+        _, _, _, target, x_hat = self._pass(x, self._active(step), step=step, cpu_generator=cpu_generator,
+                                            device_generator=device_generator, training=True)
+        return x_hat, target
+
+    def forward(self, x: torch.Tensor, *, step: int, cpu_generator: torch.Generator,
+                device_generator: torch.Generator, discriminator: nn.Module | None = None,
+                training: bool = True) -> tuple[torch.Tensor, dict[str, float], torch.Tensor, torch.Tensor]:
+        ae = self.autoencoder
+        logs: dict[str, Any] = {}
+        active = self._active(step)
+        posterior, z, z_dec, target, x_hat = self._pass(x, active, step=step, cpu_generator=cpu_generator,
+                                                        device_generator=device_generator, training=training)
         rec = self.reconstruction_loss(x_hat, target)
         total = rec
         logs["loss/reconstruction"] = rec

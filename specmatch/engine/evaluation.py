@@ -26,20 +26,47 @@ def gather_rows(accelerator, local: torch.Tensor, n_total: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def reconstruct(accelerator, autoencoder, dataset, n: int, batch_size: int):
-    """(originals, reconstructions) for the first n test images (posterior mean; no masks)."""
-    from .data import shard_indices
+def reconstruct(accelerator, autoencoder, dataset, n: int, batch_size: int, *, latent: str = "sample",
+                seed: int = 0):
+    """(originals, reconstructions) of the first n test images (no masks).
 
+    ``latent = "sample"`` decodes a posterior sample, as the authors' evaluation does; ``"mean"`` decodes the
+    posterior mean, which flatters KL-regularised autoencoders (their sample is noisier than their mean).
+    The noise of image i is drawn from its own seed, so results do not depend on batching or process count.
+    """
+    from .data import shard_indices
+    from .runtime import derive_seed
+
+    if latent not in ("sample", "mean"):
+        raise ValueError(f"latent must be 'sample' or 'mean', got {latent!r}")
     n = min(n, len(dataset))
     idx = shard_indices(n, accelerator.process_index, accelerator.num_processes)
     xs, ys = [], []
     for s in range(0, len(idx), batch_size):
-        x = torch.stack([dataset[i][0] for i in idx[s:s + batch_size]]).to(accelerator.device)
+        chunk = idx[s:s + batch_size]
+        x = torch.stack([dataset[i][0] for i in chunk]).to(accelerator.device)
         xs.append(x)
-        ys.append(autoencoder.decode(autoencoder.encode(x).mode()).clamp(-1, 1))
+        posterior = autoencoder.encode(x)
+        z = posterior.mode()
+        if latent == "sample":
+            noise = torch.stack([torch.randn(z.shape[1:], generator=torch.Generator().manual_seed(
+                derive_seed(seed, "reconstruction", i))) for i in chunk])
+            z = z + posterior.std * noise.to(z.device, z.dtype)
+        ys.append(autoencoder.decode(z).clamp(-1, 1))
     x = torch.cat(xs) if xs else torch.zeros(0, 3, 1, 1, device=accelerator.device)
     y = torch.cat(ys) if ys else torch.zeros_like(x)
     return gather_rows(accelerator, x.float(), n), gather_rows(accelerator, y.float(), n)
+
+
+def reference_indices(dataset_size: int, n: int, seed: int) -> list[int]:
+    """A seeded random subset of n training images for the generation FID reference (sorted, for locality).
+
+    The first N images in file order would cover only the first classes of a class-per-folder dataset.
+    """
+    from .runtime import derive_seed
+
+    g = torch.Generator().manual_seed(derive_seed(seed, "fid_reference"))
+    return sorted(torch.randperm(dataset_size, generator=g)[:min(n, dataset_size)].tolist())
 
 
 def reconstruction_metrics(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:

@@ -29,7 +29,7 @@ from .checkpoint import (
     write_json_atomic,
 )
 from .latents import LatentNormalizer, compute_latent_stats, load_latent_stats, save_latent_stats
-from .runtime import make_accelerator
+from .runtime import make_accelerator, replay, seed_stage_rng, seeded_init
 from .training import MetricsLog, NonFiniteGuard, StageTrainer, begin_stage, make_optimizer
 
 
@@ -61,7 +61,14 @@ class Pipeline:
 
     def build(self, path: str):
         comp = self.resolved.component(path)
-        return None if comp is None else B.build(comp, self.ctx())
+        return None if comp is None else self.build_component(comp)
+
+    def build_component(self, comp):
+        """Build one component with its initial weights drawn from (run seed, component path) only."""
+        from .runtime import seeded_init
+
+        with seeded_init(self.recipe.run.seed, comp.path):
+            return B.build(comp, self.ctx())
 
     def seed(self, *parts) -> int:
         from .runtime import derive_seed
@@ -99,7 +106,7 @@ class Pipeline:
         stage = self.plan.stage("autoencoder")
         acc = self.acc
         ae_comp = B.autoencoder_component(self.resolved)
-        ae = B.build(ae_comp, self.ctx())
+        ae = self.build_component(ae_comp)
         self.upstream["autoencoder"] = ae
         if stage.reused_from is not None:
             src = stage.reused_from / "autoencoder"
@@ -122,19 +129,24 @@ class Pipeline:
             self.upstream["alignment"] = teacher
         regs, slots = [], []
         for i, comp in enumerate(self.resolved.regularizers()):
-            regs.append(B.build(comp, self.ctx()))
+            regs.append(self.build_component(comp))
             slots.append(RegularizerSlot(name=comp.spec.name, config=comp.config, needs=comp.spec.needs,
                                          transforms_pair=comp.spec.transforms_pair, index=i))
         perceptual = self.build("perceptual")
         if perceptual is not None:
             perceptual.requires_grad_(False)
         disc = self.build("adversarial")
+        if disc is not None and acc.num_processes > 1 and acc.device.type != "cpu":
+            # BatchNorm statistics over the global batch, as the authors' multi-GPU training has them
+            # (SyncBatchNorm needs an accelerator device; CPU processes keep per-process statistics)
+            disc = torch.nn.SyncBatchNorm.convert_sync_batchnorm(disc)
         objective = AutoencoderObjective(
             ae, regs, slots, pixel_loss=cfg.pixel_loss, sample_posterior=cfg.sample_posterior,
             perceptual=perceptual, perceptual_weight=self.recipe.perceptual.weight if perceptual else 0.0,
             teacher=teacher.to(acc.device) if hasattr(teacher, "to") else teacher,
             adversarial_cfg=self.recipe.adversarial)
         begin_stage(acc)
+        seed_stage_rng(self.recipe.run.seed, "autoencoder", acc.process_index)
         opt, sched = make_optimizer(objective.parameters(), cfg)
         objective, opt, sched = acc.prepare(objective, opt, sched)
         d_opt = d_sched = None
@@ -158,12 +170,14 @@ class Pipeline:
             x = batch[0].to(acc.device, non_blocking=True)
             # paper schedule: once the adversarial term starts, odd steps update only the discriminator
             d_turn = disc is not None and step >= adv.start_step and step % 2 == 1
-            logs: dict[str, float] = {}
+            logs: dict[str, float] = {"lr": sched.get_last_lr()[0] if not d_turn else d_sched.get_last_lr()[0]}
             if not d_turn:
                 objective.train()
-                for i, micro in enumerate(_micro_batches(x, cfg.grad_accumulation)):
+                for micro in _micro_batches(x, cfg.grad_accumulation):
+                    # every micro-batch replays the step's control draws: one DSM level (or EQ-VAE transform)
+                    # per optimizer step, as the authors draw one per iteration for the whole batch
                     with acc.autocast():
-                        loss, step_logs, _, _ = objective(micro, step=step, cpu_generator=cpu_gen,
+                        loss, step_logs, _, _ = objective(micro, step=step, cpu_generator=replay(cpu_gen),
                                                           device_generator=dev_gen,
                                                           discriminator=disc if disc is not None else None)
                     acc.backward(loss / cfg.grad_accumulation)
@@ -182,19 +196,22 @@ class Pipeline:
                 if disc is not None:
                     d_opt.zero_grad(set_to_none=True)  # the generator term left gradients in D
             else:
-                with torch.no_grad(), acc.autocast():
-                    _, _, x_hat, target = objective(x, step=step, cpu_generator=cpu_gen, device_generator=dev_gen)
+                # a discriminator turn needs only encode -> pair transforms -> decode; no regularizer term
                 with acc.autocast():
+                    x_hat, target = acc.unwrap_model(objective).reconstruct_pair(
+                        x, step=step, cpu_generator=cpu_gen, device_generator=dev_gen)
                     d_loss = discriminator_loss(disc, target, x_hat)
                 acc.backward(d_loss)
                 logs["loss/discriminator"] = float(d_loss.detach())
                 guard.observe({"loss/discriminator": logs["loss/discriminator"]})
+                if adv.grad_clip > 0:  # the authors clip the discriminator too (its N(0, 0.2) init is steep)
+                    logs["grad_norm/discriminator"] = float(acc.clip_grad_norm_(disc.parameters(), adv.grad_clip))
+                    guard.observe({"grad_norm/discriminator": logs["grad_norm/discriminator"]})
                 if not guard.skip(step):
                     d_opt.step()
                     d_sched.step()
                 d_opt.zero_grad(set_to_none=True)
                 opt.zero_grad(set_to_none=True)
-            logs["lr"] = sched.get_last_lr()[0]
             logs["skipped_steps"] = guard.skipped
             if analyze_every and (step + 1) % analyze_every == 0 and acc.is_main_process:
                 from .evaluation import latent_spectrum
@@ -282,9 +299,12 @@ class Pipeline:
             if teacher is None:
                 teacher = self.build("alignment")
             teacher = teacher.to(acc.device) if hasattr(teacher, "to") else teacher
-            repa = RepresentationAlignment(self.recipe.repa, teacher, denoiser, recipe=str(self.resolved.source))
+            with seeded_init(self.recipe.run.seed, "repa.projector"):
+                repa = RepresentationAlignment(self.recipe.repa, teacher, denoiser,
+                                               recipe=str(self.resolved.source))
             trainable = repa.wrap(denoiser)  # the projector trains (and checkpoints) with the denoiser
         begin_stage(acc)
+        seed_stage_rng(self.recipe.run.seed, "denoiser", acc.process_index)
         opt, sched = make_optimizer(trainable.parameters(), cfg)
         model, opt, sched = acc.prepare(trainable, opt, sched)
 
@@ -333,7 +353,7 @@ class Pipeline:
             z_all, y, images = latents_of(batch, dev_gen)
             features_all = repa.teacher_features(images) if repa is not None else None
             model.train()
-            logs: dict[str, float] = {}
+            logs: dict[str, float] = {"lr": sched.get_last_lr()[0]}
             micro = cfg.grad_accumulation
             feature_chunks = _micro_batches(features_all, micro) if repa is not None else [None] * micro
             for z, ym, features in zip(_micro_batches(z_all, micro), _micro_batches(y, micro), feature_chunks):
@@ -364,7 +384,6 @@ class Pipeline:
                 if ema is not None:
                     ema.update(denoiser_of(model), step=step)
             opt.zero_grad(set_to_none=True)
-            logs["lr"] = sched.get_last_lr()[0]
             logs["skipped_steps"] = guard.skipped
             return logs
 
@@ -385,8 +404,10 @@ class Pipeline:
         acc = self.acc
         ev = self.recipe.evaluation
         t0 = time.perf_counter()
-        x, y = E.reconstruct(acc, self.ae, self.test_set, ev.reconstruction_images, ev.batch_size)
+        x, y = E.reconstruct(acc, self.ae, self.test_set, ev.reconstruction_images, ev.batch_size,
+                             latent=ev.reconstruction_latent, seed=self.seed("reconstruction"))
         self.metrics.update(E.reconstruction_metrics(x, y))
+        self.metrics["recon_latent"] = ev.reconstruction_latent  # stamped next to every reconstruction metric
         network, why_not = (E.load_feature_network(ev.feature_network, self.resolved.recipe_dir, acc.device)
                             if ev.frechet else (None, "evaluation.frechet = false"))
         self.metrics["feature_network"] = network.describe()["name"] if network is not None else "none"
@@ -412,8 +433,9 @@ class Pipeline:
                                  if self.recipe.train.denoiser.class_conditional else 0)
             self.metrics["gen_samples"] = float(samples.shape[0])
             if network is not None and samples.shape[0] >= 2:
-                n = samples.shape[0]
-                real = torch.stack([self.train_set[i][0] for i in range(min(n, len(self.train_set)))])
+                picks = E.reference_indices(len(self.train_set), samples.shape[0], self.seed("fid_reference"))
+                real = torch.stack([self.train_set[i][0] for i in picks])
+                self.metrics["gen_reference"] = f"{len(picks)} random training images"
                 self.metrics.update(E.frechet_metrics(real.to(acc.device), samples, prefix="gen_",
                                                       network=network, kid_subset=ev.kid_subset_size,
                                                       batch_size=ev.batch_size))

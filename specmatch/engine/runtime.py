@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from typing import Any
@@ -50,11 +51,42 @@ def derive_seed(*parts: Any) -> int:
 
 
 def step_generators(seed: int, stage: str, step: int, rank: int, device: torch.device):
-    """(cpu_generator, device_generator) for one step: control draws on CPU, noise on the model's device."""
-    s = derive_seed(seed, stage, step, rank)
-    cpu = torch.Generator().manual_seed(s)
-    dev = cpu if device.type == "cpu" else torch.Generator(device=device).manual_seed(s)
-    return cpu, dev
+    """(control_generator, noise_generator) for one step.
+
+    Control draws (which DSM level, which EQ-VAE transform) come from a CPU generator, noise (posterior
+    samples, diffusion noise) from one on the model's device. They are seeded separately, so the same recipe
+    draws the same controls on CPU and GPU, and the engine can replay the control stream for every
+    micro-batch of one optimizer step without repeating the noise.
+    """
+    control = torch.Generator().manual_seed(derive_seed(seed, stage, step, rank, "control"))
+    noise = torch.Generator(device=device).manual_seed(derive_seed(seed, stage, step, rank, "noise"))
+    return control, noise
+
+
+def replay(generator: torch.Generator) -> torch.Generator:
+    """A new generator in the same state: its draws repeat ``generator``'s next draws."""
+    copy = torch.Generator(device=generator.device)
+    copy.set_state(generator.get_state())
+    return copy
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int, *parts: Any):
+    """Run a block (typically building a component) with the global torch RNG seeded from (seed, parts).
+
+    Module constructors draw their initial weights from the process-global RNG, whose state depends on what
+    the process did before (trained, resumed or loaded an earlier stage). Seeding it per component makes
+    every initialisation depend only on the recipe's seed and the component; the caller's RNG state is
+    restored afterwards. Factories build on the CPU, so only the CPU generator is forked.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "init", *parts))
+        yield
+
+
+def seed_stage_rng(seed: int, stage: str, rank: int) -> None:
+    """Seed the global RNGs (dropout and other draws without an explicit generator) at a stage's start."""
+    torch.manual_seed(derive_seed(seed, "global", stage, rank))
 
 
 def in_launched_process() -> bool:

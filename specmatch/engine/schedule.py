@@ -14,8 +14,13 @@ def term_weight(weight: float, step: int, *, start_step: int = 0, warmup_steps: 
 
 
 def warmup_lambda(warmup_steps: int):
-    """LambdaLR factor: linear warm-up to 1, then constant (the paper's constant_with_warmup)."""
+    """LambdaLR factor: linear warm-up to 1, then constant.
+
+    The authors use ``constant_with_warmup`` of ``transformers``: optimizer step ``s`` (from 0) runs at
+    ``s / W`` of the learning rate, so the first step has learning rate 0 and the full rate is reached at
+    step ``W``.
+    """
     def factor(step: int) -> float:
-        return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+        return min(1.0, step / warmup_steps) if warmup_steps > 0 else 1.0
 
     return factor

@@ -23,8 +23,9 @@ def test_term_weight_schedule():
     assert term_weight(2.0, 7, start_step=5, warmup_steps=4) == pytest.approx(1.5)
     assert term_weight(2.0, 100, start_step=5, warmup_steps=4) == 2.0
     assert term_weight(2.0, 10, end_step=10) == 0.0 and term_weight(2.0, 9, end_step=10) == 2.0
+    # transformers' constant_with_warmup: step / W before W, then 1 (step 0 trains at lr 0)
     f = warmup_lambda(4)
-    assert [f(i) for i in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert [f(i) for i in range(6)] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
 
 
 class Recorder(nn.Module):
