@@ -11,6 +11,12 @@ Each file's place is decided by a hash of its path relative to ``root``: the ``n
 smallest hashes form the test split (``n_test = test_count``, or ``round(test_fraction * N)``). The split
 therefore does not depend on ``seed``, is the same on every machine, and mostly survives adding files.
 
+Unreadable files
+----------------
+``preflight(full=False)`` lists every unreadable file of the split without decoding pixels;
+``preflight(full=True)`` decodes them all. Which image modes are read, and how 16-bit and float images
+are scaled, is described in ``specmatch.data.image_file``.
+
 Crops
 -----
 * ``"center"``: ADM's ``center_crop_arr`` (shorter side to R with box halving + bicubic, central crop);
@@ -32,14 +38,15 @@ from typing import Sequence
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from specmatch.core.errors import DataError
+from specmatch.core.errors import DataError, Problem
+from specmatch.data.check import image_files_preflight
+from specmatch.data.image_file import load_rgb
 from specmatch.data.transforms import (
     center_crop_arr,
     check_probability,
     check_resolution,
     check_seed_and_epoch,
     item_generator,
-    load_rgb,
     random_crop_arr,
     random_hflip,
     squash_resize_arr,
@@ -178,6 +185,14 @@ class ImageFolderDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def preflight(self, full: bool = False) -> list[Problem]:
+        """Every file of this split that cannot be read, with why (see ``specmatch.data.check``).
+
+        ``full=False`` checks headers only (format, mode, size; PNG checksums, JPEG end marker);
+        ``full=True`` decodes every image as training does.
+        """
+        return image_files_preflight(self.files, full=full)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         index = int(index)
