@@ -2,8 +2,9 @@
 
 The folder is searched recursively; files are kept when their extension (case-insensitive) is one of
 ``extensions``; hidden files and folders (names starting with ".") are skipped. Paths are sorted, so the
-dataset is the same on every machine. Images are read with Pillow and converted to RGB (grey images are
-replicated to three channels; an alpha channel is dropped).
+dataset is the same on every machine. Images are read with Pillow and converted to 8-bit RGB (grey images
+are replicated to three channels, an alpha channel is dropped, 16-bit and float images are scaled; see
+``specmatch.data.image_file``).
 
 Train/test split
 ----------------
@@ -14,8 +15,7 @@ therefore does not depend on ``seed``, is the same on every machine, and mostly 
 Unreadable files
 ----------------
 ``preflight(full=False)`` lists every unreadable file of the split without decoding pixels;
-``preflight(full=True)`` decodes them all. Which image modes are read, and how 16-bit and float images
-are scaled, is described in ``specmatch.data.image_file``.
+``preflight(full=True)`` decodes them all (see ``specmatch.data.check``).
 
 Crops
 -----
