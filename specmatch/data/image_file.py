@@ -100,16 +100,15 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         raise DataError(f"cannot read image {path}: {error}") from error
 
 
-def _jpeg_is_whole(path: Path, image: Image.Image) -> bool:
+def _check_jpeg_end(path: Path, image: Image.Image) -> None:
     """A JPEG ends with an end-of-image marker; without one near the end, decode at 1/8 scale to be sure
     (files with data appended after the image, such as phones' motion photos, pass that way)."""
     with open(path, "rb") as f:
         f.seek(max(0, os.path.getsize(path) - JPEG_TAIL_BYTES))
         if JPEG_END_MARKER in f.read():
-            return True
+            return
     image.draft("L", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
     image.load()  # raises for a truncated file
-    return True
 
 
 def image_file_problem(path: str | os.PathLike, full: bool = False) -> str | None:
@@ -129,7 +128,7 @@ def image_file_problem(path: str | os.PathLike, full: bool = False) -> str | Non
                 image.load()
                 to_rgb(image)
             elif image.format == "JPEG":
-                _jpeg_is_whole(path, image)
+                _check_jpeg_end(path, image)
             else:
                 image.verify()  # PNG: every chunk's CRC, without decompressing
     except READ_ERRORS as error:
