@@ -19,7 +19,38 @@ class SpecmatchError(Exception):
 
 
 class DataError(SpecmatchError):
-    """A dataset cannot be found or read (names the path and what was expected)."""
+    """A dataset cannot be found or read (names the path and what was expected).
+
+    A ``DataLoader`` with workers re-raises a worker's error as ``DataError("Caught DataError in DataLoader
+    worker process 1.\\nOriginal Traceback ...")``. Such a message is cut back to the original error's
+    message, so users see which file is bad and not a traceback; the worker's traceback stays available
+    as ``worker_traceback`` (``None`` otherwise).
+    """
+
+    worker_traceback: str | None = None
+
+    def __init__(self, *args: object):
+        if len(args) == 1 and isinstance(args[0], str):
+            unwrapped = self._unwrap_worker_message(args[0])
+            if unwrapped is not None:
+                self.worker_traceback, args = args[0], (unwrapped,)
+        super().__init__(*args)
+
+    @staticmethod
+    def _unwrap_worker_message(message: str) -> str | None:
+        """The original message inside torch's ``ExceptionWrapper.reraise`` text, or ``None`` if not one."""
+        import re
+
+        header = "Traceback (most recent call last):\n"
+        if not re.match(r"Caught \w+ in .*?\.\nOriginal " + re.escape(header), message, re.DOTALL):
+            return None
+        # The last traceback block belongs to the raised error (earlier ones are its causes); its first
+        # unindented line is "module.ErrorName: message", and the message may continue on further lines.
+        lines = message.rsplit(header, 1)[1].rstrip("\n").split("\n")
+        start = next((i for i, line in enumerate(lines) if line and not line[0].isspace()), None)
+        if start is None:
+            return None
+        return re.sub(r"\A[\w.]+(: |\Z)", "", "\n".join(lines[start:]), count=1)
 
 
 class WeightsError(SpecmatchError):

@@ -46,12 +46,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from specmatch.core.errors import DataError
+from specmatch.data.image_file import load_rgb
 from specmatch.data.transforms import (
     check_probability,
     check_resolution,
     check_seed_and_epoch,
     item_generator,
-    load_rgb,
     random_hflip,
     uint8_to_signed,
 )
@@ -210,6 +210,10 @@ class DemoPhotosDataset(Dataset):
             p = i % n_photos
             self.crop_boxes[i, 0] = p
             self.crop_boxes[i, 1:] = boxes_per_photo[p][i // n_photos]
+
+    def preflight(self, full: bool = False) -> list:
+        """Nothing left to check: the photos are read when the dataset is built (see ``specmatch.data.check``)."""
+        return []
 
     def set_epoch(self, epoch: int) -> None:
         """Select the flips of epoch ``epoch`` (call at the start of every epoch)."""

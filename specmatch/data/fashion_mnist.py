@@ -122,6 +122,10 @@ class FashionMNISTDataset(Dataset):
             raise DataError(f"{labels_path} holds label {labels.max()}, but Fashion-MNIST has 10 classes")
         self.labels = labels.astype(np.int64)
 
+    def preflight(self, full: bool = False) -> list:
+        """Nothing left to check: the idx files are read and validated when the dataset is built (see ``specmatch.data.check``)."""
+        return []
+
     def set_epoch(self, epoch: int) -> None:
         """Select the flips of epoch ``epoch`` (call at the start of every epoch)."""
         check_seed_and_epoch(self.seed, epoch)

@@ -2,14 +2,20 @@
 
 The folder is searched recursively; files are kept when their extension (case-insensitive) is one of
 ``extensions``; hidden files and folders (names starting with ".") are skipped. Paths are sorted, so the
-dataset is the same on every machine. Images are read with Pillow and converted to RGB (grey images are
-replicated to three channels; an alpha channel is dropped).
+dataset is the same on every machine. Images are read with Pillow and converted to 8-bit RGB (grey images
+are replicated to three channels, an alpha channel is dropped, 16-bit and float images are scaled; see
+``specmatch.data.image_file``).
 
 Train/test split
 ----------------
 Each file's place is decided by a hash of its path relative to ``root``: the ``n_test`` files with the
 smallest hashes form the test split (``n_test = test_count``, or ``round(test_fraction * N)``). The split
 therefore does not depend on ``seed``, is the same on every machine, and mostly survives adding files.
+
+Unreadable files
+----------------
+``preflight(full=False)`` lists every unreadable file of the split without decoding pixels;
+``preflight(full=True)`` decodes them all (see ``specmatch.data.check``).
 
 Crops
 -----
@@ -32,14 +38,15 @@ from typing import Sequence
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from specmatch.core.errors import DataError
+from specmatch.core.errors import DataError, Problem
+from specmatch.data.check import image_files_preflight
+from specmatch.data.image_file import load_rgb
 from specmatch.data.transforms import (
     center_crop_arr,
     check_probability,
     check_resolution,
     check_seed_and_epoch,
     item_generator,
-    load_rgb,
     random_crop_arr,
     random_hflip,
     squash_resize_arr,
@@ -178,6 +185,14 @@ class ImageFolderDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def preflight(self, full: bool = False) -> list[Problem]:
+        """Every file of this split that cannot be read, with why (see ``specmatch.data.check``).
+
+        ``full=False`` checks headers only (format, mode, size; PNG checksums, JPEG end marker);
+        ``full=True`` decodes every image as training does.
+        """
+        return image_files_preflight(self.files, full=full)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         index = int(index)

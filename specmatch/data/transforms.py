@@ -1,5 +1,7 @@
 """Image utilities shared by the datasets: reproducible per-item randomness, crops, flips, [-1, 1] scaling.
 
+Reading files is in ``specmatch.data.image_file``.
+
 Reproducible augmentation
 -------------------------
 Every random choice a dataset makes for one item (a random crop offset, a horizontal flip) is drawn from a
@@ -10,8 +12,6 @@ run at epoch e and re-reading item i gives exactly the augmentation of the unint
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -67,16 +67,6 @@ def uint8_to_signed(array: np.ndarray) -> Tensor:
     """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1] (0 -> -1, 255 -> 1)."""
     tensor = torch.from_numpy(np.array(array, dtype=np.uint8, copy=True)).permute(2, 0, 1)  # PIL arrays are read-only
     return tensor.to(torch.float32) / 127.5 - 1.0
-
-
-def load_rgb(path: Path) -> Image.Image:
-    """Open an image file as RGB (grey replicated, alpha dropped); a ``DataError`` naming the file if it fails."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image.convert("RGB")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise DataError(f"cannot read image {path}: {error}") from error
 
 
 def resize_shorter_side(image: Image.Image, size: int) -> Image.Image:

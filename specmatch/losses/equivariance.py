@@ -150,23 +150,39 @@ def downsample_pair(
     *,
     mode: str = "bilinear",
     antialias: bool = True,
+    downsample_factor: Optional[int] = None,
 ) -> tuple[Tensor, Tensor]:
     """Scale equivariance: shrink latent (B, C, h, w) and image (B, 3, H, W) by the same integer ``factor``.
 
     ``factor`` (2 or 4 in the paper's summaries) must be an integer >= 2 dividing h, w, H and W. Returns
     ``(z_small, x_small)`` of sizes (h/factor, w/factor) and (H/factor, W/factor).
+
+    With ``downsample_factor`` f (the image must be f times the latent) sides that ``factor`` does not divide
+    are allowed: the latent becomes (max(1, h // factor), max(1, w // factor)) and the image exactly f times
+    that, as :func:`eq_pair` does. This is for latents already resized by a pair transform (EQ-VAE); when
+    ``factor`` divides every side the result is the same as without it.
     """
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
         raise SpecmatchError(f"downsample_pair: factor must be an integer >= 2 (the paper uses 2 or 4), got {factor!r}")
-    for label, t in (("latent", z), ("image", x)):
-        if t.shape[-2] % factor or t.shape[-1] % factor:
+    if downsample_factor is None:
+        for label, t in (("latent", z), ("image", x)):
+            if t.shape[-2] % factor or t.shape[-1] % factor:
+                raise SpecmatchError(
+                    f"downsample_pair: {label} size {tuple(t.shape[-2:])} is not divisible by factor {factor}; "
+                    f"use a factor that divides the latent side")
+        latent_size = (z.shape[-2] // factor, z.shape[-1] // factor)
+        image_size = (x.shape[-2] // factor, x.shape[-1] // factor)
+    else:
+        f = int(downsample_factor)
+        h, w = z.shape[-2:]
+        if tuple(x.shape[-2:]) != (h * f, w * f):
             raise SpecmatchError(
-                f"downsample_pair: {label} size {tuple(t.shape[-2:])} is not divisible by factor {factor}; "
-                f"use a factor that divides the latent side")
+                f"downsample_pair: image size {tuple(x.shape[-2:])} is not the latent size {(h, w)} times the "
+                f"downsampling factor {f}")
+        latent_size = (max(1, h // factor), max(1, w // factor))
+        image_size = (latent_size[0] * f, latent_size[1] * f)
     align = False if mode in ("bilinear", "bicubic") else None
     aa = antialias and mode in ("bilinear", "bicubic")
-    z_small = F.interpolate(z, size=(z.shape[-2] // factor, z.shape[-1] // factor), mode=mode,
-                            align_corners=align, antialias=aa)
-    x_small = F.interpolate(x, size=(x.shape[-2] // factor, x.shape[-1] // factor), mode=mode,
-                            align_corners=align, antialias=aa)
+    z_small = F.interpolate(z, size=latent_size, mode=mode, align_corners=align, antialias=aa)
+    x_small = F.interpolate(x, size=image_size, mode=mode, align_corners=align, antialias=aa)
     return z_small, x_small

@@ -2,9 +2,10 @@
 
 Layout, for ``channels = (c0, c1, ..., cL)`` and latent channels C:
 
-* Encoder: conv3x3 (in -> c0); per level ``encoder_res_blocks`` ResBlocks, then a stride-2 downsample on all
-  but the last level; mid block (Res -> self-attention -> Res); GN -> SiLU -> conv3x3 to 2C (C for a plain
-  AE); 1x1 "quant" conv.
+* Encoder: conv3x3 (in -> c0); per level ``encoder_res_blocks`` ResBlocks, then a stride-2 conv3x3 downsample
+  on all but the last level (padding 1 on every side as the authors do, or LDM's right/bottom padding);
+  mid block (Res -> self-attention -> Res); GN -> SiLU -> conv3x3 ``conv_out`` to 2C (C for a plain AE);
+  1x1 "quant" conv.
 * Decoder: 1x1 "post-quant" conv C -> C; conv3x3 to cL; mid block; levels in reverse with
   ``decoder_res_blocks`` ResBlocks each, then nearest x2 upsample + conv3x3 on all but the last level;
   GN -> SiLU -> conv3x3 to ``out_channels``.
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 
 from specmatch.core.errors import SpecmatchError
 from specmatch.nn.posterior import DeterministicPosterior, DiagonalGaussian
-from specmatch.nn.presets import SDVAE_PRESETS
+from specmatch.nn.presets import DOWNSAMPLE_PADDINGS, SDVAE_PRESETS
 
 
 class ArchitectureError(SpecmatchError, ValueError):
@@ -101,14 +102,26 @@ class MidBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Halve H and W: pad right/bottom by one, then a stride-2 conv3x3 without padding (SD-VAE's layout)."""
+    """Halve H and W with a stride-2 conv3x3. Both layouts have the same weights and output shape, but the
+    sampling grid differs by one pixel, so weights trained in one layout do not fit the other.
 
-    def __init__(self, channels: int):
+    * ``"symmetric"``: padding 1 on every side (the Spectrum Matching authors' ``DownSampleBlock2D``).
+    * ``"ldm"``: pad right/bottom by one, then no padding (LDM / SD-VAE / diffusers; their pretrained weights).
+    """
+
+    def __init__(self, channels: int, padding: str = "symmetric"):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)
+        if padding not in DOWNSAMPLE_PADDINGS:
+            raise ArchitectureError(f"unknown downsample padding {padding!r}; expected one of "
+                                    f"{', '.join(DOWNSAMPLE_PADDINGS)}")
+        self.padding = padding
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1 if padding == "symmetric" else 0)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.pad(x, (0, 1, 0, 1)))
+        return self.conv(x) if self.padding == "symmetric" else self.conv(F.pad(x, (0, 1, 0, 1)))
+
+    def extra_repr(self) -> str:
+        return f"padding={self.padding!r}"
 
 
 class Upsample(nn.Module):
@@ -131,7 +144,8 @@ class Encoder(nn.Module):
     """Images (B, in_channels, H, W) -> moments (B, 2C, H/f, W/f), or (B, C, ...) when ``double_z`` is False."""
 
     def __init__(self, *, in_channels: int, channels: Sequence[int], res_blocks: int, latent_channels: int,
-                 mid_attention: bool, norm_groups: int, dropout: float, double_z: bool):
+                 mid_attention: bool, norm_groups: int, dropout: float, double_z: bool,
+                 downsample_padding: str = "symmetric"):
         super().__init__()
         block = dict(norm_groups=norm_groups, dropout=dropout)
         self.conv_in = nn.Conv2d(in_channels, channels[0], 3, padding=1)
@@ -143,7 +157,7 @@ class Encoder(nn.Module):
                 blocks.append(ResBlock(width, level_width, **block))
                 width = level_width
             is_last = index == len(channels) - 1
-            levels.append(_level(blocks, None if is_last else Downsample(width)))
+            levels.append(_level(blocks, None if is_last else Downsample(width, downsample_padding)))
         self.levels = nn.Sequential(*levels)
         self.mid = MidBlock(width, attention=mid_attention, **block)
         self.norm_out = group_norm(width, norm_groups)
@@ -197,12 +211,15 @@ class SDVAE(nn.Module):
         dropout: dropout inside the ResBlocks.
         double_z: True predicts mean and log-variance (``DiagonalGaussian``); False gives a plain AE
             (``DeterministicPosterior``).
+        downsample_padding: ``"symmetric"`` (the authors' stride-2 conv with padding 1) or ``"ldm"``
+            (right/bottom padding, needed for LDM / diffusers weights); see :class:`Downsample`.
     """
 
     def __init__(self, *, in_channels: int = 3, out_channels: int = 3,
                  channels: Sequence[int] = (128, 256, 512, 512), encoder_res_blocks: int = 2,
                  decoder_res_blocks: int = 3, latent_channels: int = 4, mid_attention: bool = True,
-                 norm_groups: int = 32, dropout: float = 0.0, double_z: bool = True):
+                 norm_groups: int = 32, dropout: float = 0.0, double_z: bool = True,
+                 downsample_padding: str = "symmetric"):
         super().__init__()
         channels = tuple(int(c) for c in channels)
         if not channels or min(channels) < 1:
@@ -212,10 +229,12 @@ class SDVAE(nn.Module):
                                     "decoder_res_blocks must all be at least 1")
         self.channels = channels
         self.double_z = double_z
+        self.downsample_padding = downsample_padding
         self._latent_channels = latent_channels
         self.encoder = Encoder(in_channels=in_channels, channels=channels, res_blocks=encoder_res_blocks,
                                latent_channels=latent_channels, mid_attention=mid_attention,
-                               norm_groups=norm_groups, dropout=dropout, double_z=double_z)
+                               norm_groups=norm_groups, dropout=dropout, double_z=double_z,
+                               downsample_padding=downsample_padding)
         self.decoder = Decoder(out_channels=out_channels, channels=channels, res_blocks=decoder_res_blocks,
                                latent_channels=latent_channels, mid_attention=mid_attention,
                                norm_groups=norm_groups, dropout=dropout)
@@ -232,12 +251,14 @@ class SDVAE(nn.Module):
 
     @property
     def encoder_last_layer(self) -> nn.Parameter:
-        """Weight of the encoder's final layer (the 1x1 quant conv); reference for VA-VAE's adaptive weight."""
-        return self.encoder.quant_conv.weight
+        """Weight of the encoder's output conv3x3 (``encoder.conv_out``, just before the 1x1 quant conv);
+        reference for VA-VAE's adaptive weight, as LightningDiT's ``enc_last_layer``."""
+        return self.encoder.conv_out.weight
 
     @property
     def decoder_last_layer(self) -> nn.Parameter:
-        """Weight of the decoder's output conv; reference for the GAN's adaptive weight."""
+        """Weight of the decoder's output conv3x3 to RGB (``decoder.conv_out``); reference for the GAN's
+        adaptive weight."""
         return self.decoder.conv_out.weight
 
     def encode(self, x: Tensor) -> DiagonalGaussian | DeterministicPosterior:

@@ -13,5 +13,9 @@ SDVAE_PRESETS: dict[str, dict] = {
 }
 
 
+#: Padding layouts of the encoder's stride-2 downsampling conv (see ``specmatch.nn.autoencoder.Downsample``).
+DOWNSAMPLE_PADDINGS: tuple[str, ...] = ("symmetric", "ldm")
+
+
 def downsample_factor(channels: tuple[int, ...]) -> int:
     return 2 ** (len(channels) - 1)

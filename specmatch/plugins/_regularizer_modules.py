@@ -52,8 +52,10 @@ class DSMRegularizer(nn.Module):
         from specmatch.spectral import block_lowpass
 
         if not ctx.training:
+            self.last_level = 0
             return z, target  # evaluation reconstructs the full image (k = 0)
         p = self.params
+        # k comes only from ctx.generator: micro-batches that share the step's stream share k
         level = p.mask_levels[_draw(ctx.generator, len(p.mask_levels), p.probabilities)]
         self.last_level = level
         if level == 0:
@@ -106,6 +108,8 @@ class EQVAERegularizer(nn.Module):
             self.last_branch = 1.0
             return eq_pair(z, target, SpatialTransform(scale=scale, rot90=rot), ctx.downsample_factor)
         if _uniform(ctx.generator) < p.p_prior_s and ctx.encode is not None:  # prior preservation, downscaled
+            # EQ-VAE's KL here is on this downscaled posterior; specmatch's KL term still reads the full-size
+            # one (a pair transform cannot hand a posterior to other terms; docs/baselines.md)
             scale = self.scales[_draw(ctx.generator, len(self.scales))]
             # floor and no antialiasing, as the EQ-VAE code (F.interpolate with scale_factor) does
             side = max(1, int(z.shape[-1] * scale)) * ctx.downsample_factor
@@ -127,5 +131,9 @@ class ScaleEquivarianceRegularizer(nn.Module):
         from specmatch.losses.equivariance import downsample_pair
 
         factor = self.params.factors[_draw(s.generator, len(self.params.factors))]
-        z_small, x_small = downsample_pair(s.z, s.target, factor, antialias=self.params.antialias)
+        # The decoded latent and its target, both after pair transforms (DSM, EQ-VAE): s.z would pair the
+        # untransformed latent with a transformed image. A resizing transform may leave sides the factor does
+        # not divide, hence the floored sizes.
+        z_small, x_small = downsample_pair(s.z_dec, s.target, factor, antialias=self.params.antialias,
+                                           downsample_factor=s.downsample_factor)
         return s.reconstruction_loss(s.decode(z_small), x_small), {"factor": float(factor)}

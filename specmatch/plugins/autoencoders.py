@@ -5,7 +5,7 @@ from typing import Optional
 import attrs
 
 from specmatch import AutoencoderSpec, Problem, hookimpl, param
-from specmatch.nn.presets import SDVAE_PRESETS, downsample_factor
+from specmatch.nn.presets import DOWNSAMPLE_PADDINGS, SDVAE_PRESETS, downsample_factor
 
 
 @attrs.frozen(kw_only=True)
@@ -20,6 +20,9 @@ class SDVAEParams:
     norm_groups: Optional[int] = param(None, doc="GroupNorm groups (paper: 32)", ge=1)
     dropout: Optional[float] = param(None, doc="ResBlock dropout", ge=0, lt=1)
     deterministic: bool = param(False, doc="plain AE: the encoder outputs the latent itself (no variance)")
+    downsample_padding: str = param("symmetric", doc="stride-2 conv padding: 'symmetric' = 1 on every side "
+                                                     "(the authors'); 'ldm' = right/bottom only (LDM/diffusers "
+                                                     "weights need it)", choices=DOWNSAMPLE_PADDINGS)
 
     def resolved(self) -> dict:
         """Preset merged with the explicit overrides."""
@@ -35,7 +38,8 @@ class SDVAEParams:
 def build_sdvae(params: SDVAEParams, ctx):
     from specmatch.nn.autoencoder import SDVAE
 
-    return SDVAE(**params.resolved(), double_z=not params.deterministic)
+    return SDVAE(**params.resolved(), double_z=not params.deterministic,
+                 downsample_padding=params.downsample_padding)
 
 
 @hookimpl

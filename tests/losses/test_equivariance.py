@@ -160,3 +160,20 @@ def test_downsample_pair_keeps_constants():
 def test_downsample_pair_rejects_bad_factors(factor):
     with pytest.raises(SpecmatchError, match="factor"):
         downsample_pair(torch.randn(1, 4, 8, 8), torch.randn(1, 3, 32, 32), factor)
+
+
+def test_downsample_pair_with_downsample_factor_floors_like_eq_pair():
+    z, x = torch.randn(2, 4, 8, 8), torch.randn(2, 3, 32, 32)
+    for factor in (2, 4):  # divisible: the same as the strict form
+        for a, b in zip(downsample_pair(z, x, factor), downsample_pair(z, x, factor, downsample_factor=4)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # a 7x5 latent (e.g. after an EQ-VAE resize) shrunk by 2 -> 3x2, image exactly 4 times that
+    z, x = torch.randn(1, 4, 7, 5), torch.randn(1, 3, 28, 20)
+    z2, x2 = downsample_pair(z, x, 2, antialias=False, downsample_factor=4)
+    assert z2.shape[-2:] == (3, 2) and x2.shape[-2:] == (12, 8)
+    torch.testing.assert_close(z2, F.interpolate(z, size=(3, 2), mode="bilinear", align_corners=False))
+    assert downsample_pair(z, x, 8, downsample_factor=4)[0].shape[-2:] == (1, 1)  # never below 1
+    with pytest.raises(SpecmatchError, match="not divisible"):
+        downsample_pair(z, x, 2)
+    with pytest.raises(SpecmatchError, match="downsampling factor 2"):
+        downsample_pair(z, x, 2, downsample_factor=2)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from specmatch.core.errors import SpecmatchError
-from specmatch.nn.autoencoder import PRESETS, SDVAE, SelfAttention, build_sdvae
+from specmatch.nn.autoencoder import PRESETS, SDVAE, Downsample, SelfAttention, build_sdvae
 from specmatch.nn.posterior import DeterministicPosterior, DiagonalGaussian
 
 
@@ -154,7 +155,7 @@ def test_forward_sample_flag_and_generator():
 def test_deterministic_posterior():
     model = build_sdvae("micro-f2d4", double_z=False)
     assert model.encoder.conv_out.out_channels == 4
-    assert tuple(model.encoder_last_layer.shape) == (4, 4, 1, 1)
+    assert tuple(model.encoder_last_layer.shape) == (4, 32, 3, 3)  # conv_out to C, before the 1x1 quant conv
     with torch.no_grad():
         x_hat, posterior, z = model(torch.zeros(2, 3, 16, 16), generator=torch.Generator().manual_seed(0))
     assert isinstance(posterior, DeterministicPosterior)
@@ -178,11 +179,41 @@ def test_gradients_reach_every_parameter():
 
 def test_last_layer_properties():
     model = build_sdvae("micro-f2d4")
-    params = {id(p) for p in model.parameters()}
-    assert id(model.encoder_last_layer) in params and id(model.decoder_last_layer) in params
-    assert tuple(model.encoder_last_layer.shape) == (8, 8, 1, 1)     # quant conv 2C -> 2C
+    # LightningDiT's enc_last_layer: the encoder's conv3x3 to the 2C moments, not the 1x1 quant conv after it
+    assert model.encoder_last_layer is model.encoder.conv_out.weight
+    assert tuple(model.encoder_last_layer.shape) == (8, 32, 3, 3)    # ch[-1] -> 2C
+    assert model.decoder_last_layer is model.decoder.conv_out.weight
     assert tuple(model.decoder_last_layer.shape) == (3, 16, 3, 3)    # ch[0] -> RGB
     assert model.latent_channels == 4
+
+
+def test_downsample_layouts_are_the_two_paddings():
+    torch.manual_seed(0)
+    symmetric, ldm = Downsample(4, "symmetric"), Downsample(4, "ldm")
+    ldm.load_state_dict(symmetric.state_dict())  # same parameter names and shapes
+    w, b = symmetric.conv.weight, symmetric.conv.bias
+    x = torch.randn(2, 4, 8, 10)
+    with torch.no_grad():
+        out_symmetric, out_ldm = symmetric(x), ldm(x)
+        torch.testing.assert_close(out_symmetric, F.conv2d(x, w, b, stride=2, padding=1), rtol=0, atol=0)
+        torch.testing.assert_close(out_ldm, F.conv2d(F.pad(x, (0, 1, 0, 1)), w, b, stride=2), rtol=0, atol=0)
+    assert out_symmetric.shape == out_ldm.shape == (2, 4, 4, 5)
+    assert not torch.allclose(out_symmetric, out_ldm)  # the sampling grid differs by one pixel
+    with pytest.raises(SpecmatchError, match="downsample padding 'same'"):
+        Downsample(4, "same")
+
+
+def test_sdvae_default_is_the_symmetric_layout():
+    torch.manual_seed(0)
+    model = build_sdvae("micro-f2d4")
+    ldm = build_sdvae("micro-f2d4", downsample_padding="ldm")
+    ldm.load_state_dict(model.state_dict())
+    downsamples = [m for m in model.modules() if isinstance(m, Downsample)]
+    assert downsamples and all(m.padding == "symmetric" for m in downsamples)
+    assert all(m.padding == "ldm" for m in ldm.modules() if isinstance(m, Downsample))
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert not torch.allclose(model.encode(x).mean, ldm.encode(x).mean)
 
 
 def test_self_attention_matches_manual_softmax():
@@ -227,3 +258,18 @@ def test_build_sdvae_presets_and_overrides():
     assert default.channels == (128, 256, 512, 512) and default.latent_channels == 4
     with pytest.raises(SpecmatchError, match="unknown autoencoder preset 'f8d8'.*f16d16"):
         build_sdvae("f8d8")
+
+
+def test_recipe_param_selects_the_downsample_layout():
+    from specmatch.core.errors import RecipeError
+    from specmatch.core.recipe import load_recipe
+
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "cpu" / "sdvae.toml"
+    default = load_recipe(recipe).component("autoencoder")
+    assert default.params.downsample_padding == "symmetric"
+    ldm = load_recipe(recipe, ["autoencoder.params.downsample_padding=ldm"]).component("autoencoder")
+    with torch.device("meta"):
+        model = ldm.spec.factory(ldm.params, None)
+    assert {m.padding for m in model.modules() if isinstance(m, Downsample)} == {"ldm"}
+    with pytest.raises(RecipeError, match="downsample_padding"):
+        load_recipe(recipe, ["autoencoder.params.downsample_padding=same"])
