@@ -369,6 +369,11 @@ def env() -> None:
         click.echo(f"{var}={os.environ.get(var, '')}")
 
 
+from .data.check_command import data as _data_commands  # noqa: E402  (``specmatch data check``)
+
+main.add_command(_data_commands)
+
+
 def entry() -> None:
     """Console-script entry point; plugin warnings go to stderr once."""
     warnings.simplefilter("default")
@@ -377,3 +382,4 @@ def entry() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     entry()
+

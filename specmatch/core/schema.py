@@ -38,6 +38,8 @@ class DataConfig:
     name: str = param(doc="registry name of the dataset")
     params: dict[str, Any] = param(factory=dict, doc="the dataset's own parameters")
     num_workers: int = param(0, doc="DataLoader worker processes", ge=0)
+    preflight: bool = param(True, doc="check every item's header (for datasets that offer a preflight) before "
+                                      "training, so a bad file fails the run at once, not hours in")
 
 
 @attrs.frozen(kw_only=True)

@@ -86,6 +86,10 @@ class Pipeline:
         if self.recipe.run.trackers:
             acc.init_trackers(self.recipe.run.name, config={"recipe_hash": self.resolved.section_hash()})
         data = self.build("data")
+        if self.recipe.data.preflight:  # every process: cheap, and all fail together instead of at a barrier
+            from specmatch.data.check import preflight_datasets
+
+            preflight_datasets(data).raise_if_bad()
         self.train_set, self.test_set = data["train"], data["test"]
         self.upstream["num_classes"] = getattr(self.train_set, "num_classes", 0)
         self.upstream["dataset"] = data
