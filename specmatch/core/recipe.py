@@ -20,7 +20,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, get_args, get_origin
 
 import attrs
 
@@ -295,7 +295,18 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
     return parts, table["v"]
 
 
+def _schema_tables() -> set[str]:
+    """Top-level keys that are tables (``[train]``), not arrays (``[[regularizers]]``)."""
+    from .structure import resolve_types_deep
+
+    resolve_types_deep(Recipe)
+    return {f.name for f in attrs.fields(Recipe) if get_origin(f.type) not in (tuple, list)
+            and (attrs.has(f.type) or any(attrs.has(a) for a in get_args(f.type) if isinstance(a, type)))}
+
+
 def _apply_override(data: dict[str, Any], parts: list[str | int], value: Any) -> str:
+    if len(parts) > 1 and isinstance(parts[1], int) and parts[0] in _schema_tables():
+        return f"{parts[0]} is a table, not an array: name a key, e.g. {parts[0]}.KEY"
     node: Any = data
     for i, part in enumerate(parts[:-1]):
         nxt = parts[i + 1]
