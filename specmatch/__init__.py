@@ -19,6 +19,7 @@ from .core.components import (  # noqa: E402
 )
 from .core.errors import (  # noqa: E402
     DataError,
+    ParamError,
     PluginConflictError,
     PluginError,
     Problem,
@@ -35,6 +36,8 @@ from .core.specs import (  # noqa: E402
     DatasetSpec,
     DenoiserSpec,
     DiscriminatorSpec,
+    Facts,
+    FileNeed,
     ObjectiveSpec,
     PerceptualSpec,
     RegularizerSpec,
@@ -43,11 +46,11 @@ from .core.specs import (  # noqa: E402
 )
 
 __all__ = [
-    "__version__", "hookimpl", "hookspec", "param", "PLUGIN_API", "BuildContext",
+    "__version__", "hookimpl", "hookspec", "param", "PLUGIN_API", "BuildContext", "Facts", "FileNeed",
     "AutoencoderSpec", "RegularizerSpec", "DenoiserSpec", "AlignmentSpec", "DatasetSpec", "ObjectiveSpec",
     "SamplerSpec", "PerceptualSpec", "DiscriminatorSpec",
     "Autoencoder", "Posterior", "LatentRegularizer", "RegularizerInputs", "PairContext", "AlignmentTarget",
     "Denoiser",
-    "SpecmatchError", "RecipeError", "Problem", "PluginError", "PluginConflictError", "DataError",
+    "SpecmatchError", "RecipeError", "Problem", "ParamError", "PluginError", "PluginConflictError", "DataError",
     "WeightsError",
 ]

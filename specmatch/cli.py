@@ -54,10 +54,19 @@ def _registry(ctx: click.Context, extra_files: tuple = ()):
 @click.option("--disable-plugin", "disabled", multiple=True, metavar="DIST",
               help="Do not load this plugin distribution (repeatable; also SPECMATCH_DISABLE_PLUGINS).")
 @click.option("--strict-plugins", is_flag=True, help="Fail if any plugin is broken.")
+@click.option("--allow-recipe-plugins", is_flag=True,
+              help="Load the plugin files a recipe lists in [plugins] files. They run Python code: use only "
+                   "for recipes you trust. Without it such recipes are refused (exit 2).")
 @click.pass_context
-def main(ctx: click.Context, plugin_files: tuple[str, ...], disabled: tuple[str, ...], strict_plugins: bool) -> None:
+def main(ctx: click.Context, plugin_files: tuple[str, ...], disabled: tuple[str, ...], strict_plugins: bool,
+         allow_recipe_plugins: bool) -> None:
     """specmatch: train autoencoders, regularize their latents, and measure how well they diffuse."""
-    ctx.obj = {"plugin_files": list(plugin_files), "disabled": list(disabled), "strict": strict_plugins}
+    from .core.session import configure
+
+    ctx.obj = {"plugin_files": list(plugin_files), "disabled": list(disabled), "strict": strict_plugins,
+               "allow_recipe_plugins": allow_recipe_plugins}
+    # recipes the engine loads itself (analyze reads a run's recipe) see the same choices
+    configure(plugin_files=plugin_files, disabled=disabled, allow_recipe_plugins=allow_recipe_plugins)
 
 
 # -- components ------------------------------------------------------------------------------------------
@@ -114,14 +123,14 @@ def components_info(ctx: click.Context, kind: str, name: str, as_json: bool) -> 
     rows = describe_fields(spec.params_class())
     if as_json:
         click.echo(json.dumps({"kind": kind, "name": spec.name, "aliases": list(spec.aliases),
-                               "provider": str(spec.provider), "summary": spec.summary, "facts": spec.facts(),
+                               "provider": str(spec.provider), "summary": spec.summary, "facts": spec.info(),
                                "params": rows}, indent=2, default=str))
         return
     click.echo(f"{spec.kind} {spec.name!r} — {spec.summary}")
     click.echo(f"provider: {spec.provider}   plugin: {spec.provider.plugin}")
     if spec.aliases:
         click.echo(f"aliases: {', '.join(spec.aliases)}")
-    for key, value in spec.facts().items():
+    for key, value in spec.info().items():
         click.echo(f"{key}: {value}")
     click.echo("")
     if rows:
@@ -178,29 +187,36 @@ def plugins_list(ctx: click.Context, as_json: bool) -> None:
 
 # -- recipes ---------------------------------------------------------------------------------------------
 
-def _load(ctx: click.Context, recipe: str, overrides: tuple[str, ...]):
-    from .core.recipe import load_raw, plugin_files_of, resolve
+def _load(ctx: click.Context, recipe: str, overrides: tuple[str, ...], *, check_files: bool = True):
+    """Validate a recipe; its own plugin files are imported only with --allow-recipe-plugins."""
+    from .core.recipe import load_raw, load_recipe, plugin_files_of
 
+    allowed = _settings(ctx)["allow_recipe_plugins"]
     raw, _ = load_raw(recipe, overrides)
-    registry = _registry(ctx, tuple(plugin_files_of(raw, Path(recipe))))
-    from .core.recipe import load_recipe
-
-    return load_recipe(recipe, overrides, registry=registry)
+    registry = _registry(ctx, tuple(plugin_files_of(raw, Path(recipe))) if allowed else ())
+    return load_recipe(recipe, overrides, registry=registry, allow_recipe_plugins=allowed,
+                       check_files=check_files)
 
 
 @main.command()
 @click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key with a TOML literal, e.g. -o train.autoencoder.steps=200.")
+@click.option("--no-file-checks", is_flag=True,
+              help="Do not check that data folders and weights files exist (validating for another machine).")
 @click.pass_context
-def validate(ctx: click.Context, recipes: tuple[str, ...], overrides: tuple[str, ...]) -> None:
-    """Check recipes without building anything (and without importing torch)."""
+def validate(ctx: click.Context, recipes: tuple[str, ...], overrides: tuple[str, ...], no_file_checks: bool) -> None:
+    """Check recipes without building anything (and without importing torch or running recipe plugin code).
+
+    What passes here is what the run accepts: component parameters, geometry (latent grid, patch and block
+    sizes), adaptive-weight layers, trackers, and that every file the run reads exists.
+    """
     from .core.errors import RecipeError
 
     failed = 0
     for recipe in recipes:
         try:
-            resolved = _load(ctx, recipe, overrides)
+            resolved = _load(ctx, recipe, overrides, check_files=not no_file_checks)
         except RecipeError as exc:
             failed += 1
             click.echo(f"Error: {exc}", err=True)

@@ -65,6 +65,23 @@ class PluginConflictError(PluginError):
     """Two providers register the same component name for one kind."""
 
 
+class ParamError(SpecmatchError):
+    """A component parameter value the component cannot use; raised by ``facts`` functions and factories.
+
+    ``param`` is the key inside the component's ``params`` table (``"patch_size"``, ``"channels[1]"``; ``""``
+    for the table as a whole). ``validate`` reports it as ``<table>.params.<param>``; a factory raising it
+    during a run exits with code 2 and the same key path, without a traceback. Raise it only for values the
+    user chose; a failure inside your own code is a bug and should keep its traceback.
+    """
+
+    exit_code = 2
+
+    def __init__(self, param: str, message: str):
+        self.param = param
+        self.message = message
+        super().__init__(f"params.{param}: {message}" if param else f"params: {message}")
+
+
 @attrs.frozen
 class Problem:
     """One problem found in a recipe: where (``path``, a dotted key path) and what."""

@@ -16,10 +16,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, get_args, get_origin
 
 import attrs
 
@@ -34,6 +35,11 @@ from .specs import KINDS, ComponentSpec
 from .structure import join, structure, unstructure
 
 MAX_EXTENDS_DEPTH = 8
+#: Deepest nesting of arrays and tables accepted; deeper data is refused before anything recurses over it.
+MAX_NESTING = 32
+
+#: key path (tuple of keys and indexes) -> folder of the recipe file that set it
+Origins = dict
 
 
 @attrs.frozen(kw_only=True)
@@ -45,6 +51,7 @@ class ResolvedComponent:
     config: Any  # the table's schema record (RegularizerConfig, ComponentConfig, ...)
     spec: ComponentSpec
     params: Any  # instance of the spec's params class (or None)
+    source: str = ""  # the recipe file, for errors raised while building
 
 
 @attrs.frozen(kw_only=True)
@@ -63,7 +70,8 @@ class ResolvedRecipe:
         return self.components.get(path)
 
     def regularizers(self) -> list[ResolvedComponent]:
-        return [self.components[f"regularizers[{i}]"] for i in range(len(self.recipe.regularizers))]
+        paths = (f"regularizers[{i}]" for i in range(len(self.recipe.regularizers)))
+        return [self.components[p] for p in paths if p in self.components]
 
     def autoencoder_uses_teacher(self) -> bool:
         """True when a regularizer aligns the latent with the ``[alignment]`` teacher (VA-VAE's VF loss)."""
@@ -100,17 +108,53 @@ class ResolvedRecipe:
 
 # -- phase 1: syntax, extends, overrides ---------------------------------------------------------------
 
+def nesting_depth(value: Any) -> int:
+    """How deeply arrays and tables nest in ``value`` (iteratively: deep data must not exhaust the stack)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_NESTING:
+            break
+        if isinstance(node, dict):
+            stack += [(v, depth + 1) for v in node.values()]
+        elif isinstance(node, list):
+            stack += [(v, depth + 1) for v in node]
+    return deepest
+
+
+def parse_toml_text(text: str) -> dict[str, Any]:
+    """``tomllib.loads`` that accepts a UTF-8 byte-order mark and refuses nesting deeper than MAX_NESTING.
+
+    Raises ``ValueError`` with a user-facing message (``TOMLDecodeError`` is one).
+    """
+    try:
+        data = tomllib.loads(text.removeprefix("\ufeff"))
+    except RecursionError:
+        raise ValueError(f"arrays or tables nest too deeply (more than {MAX_NESTING} levels)") from None
+    if nesting_depth(data) > MAX_NESTING:
+        raise ValueError(f"arrays or tables nest too deeply (more than {MAX_NESTING} levels)")
+    return data
+
+
 def read_toml(path: Path, key: str = "") -> tuple[dict[str, Any] | None, list[Problem]]:
+    if "\0" in str(path):
+        return None, [Problem(key, f"{str(path)!r} is not a valid path (it contains a NUL character)")]
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None, [Problem(key, f"file {path} does not exist")]
+    except IsADirectoryError:
+        return None, [Problem(key, f"{path} is a folder, not a recipe file")]
     except OSError as exc:
-        return None, [Problem(key, f"cannot read {path}: {exc.strerror}")]
+        return None, [Problem(key, f"cannot read {path}: {exc.strerror or exc}")]
+    except UnicodeDecodeError as exc:
+        return None, [Problem(key, f"{path} is not a UTF-8 text file (byte {exc.start} is not UTF-8); "
+                                   f"a recipe is TOML text")]
+    where = f" in {path}" if key else ""
     try:
-        return tomllib.loads(text), []
-    except tomllib.TOMLDecodeError as exc:
-        where = f" in {path}" if key else ""
+        return parse_toml_text(text), []
+    except ValueError as exc:
         return None, [Problem(key, f"invalid TOML{where}: {exc}")]
 
 
@@ -125,22 +169,86 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def _with_extends(path: Path, data: dict[str, Any], chain: tuple[Path, ...]) -> tuple[dict, list[Problem]]:
+def _leaf_keys(data: dict[str, Any], prefix: tuple = ()) -> Iterable[tuple]:
+    """Key paths of every non-table value (an array is one value: ``extends`` replaces arrays whole)."""
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from _leaf_keys(value, prefix + (key,))
+        else:
+            yield prefix + (key,)
+
+
+def _with_extends(path: Path, data: dict[str, Any],
+                  chain: tuple[Path, ...]) -> tuple[dict, Origins, list[Problem]]:
+    """The file's data merged over its bases, and the folder each value comes from (for relative paths)."""
     base_ref = data.pop("extends", None)
+    own = {key: path.parent for key in _leaf_keys(data)}
     if base_ref is None:
-        return data, []
+        return data, own, []
     if not isinstance(base_ref, str):
-        return data, [Problem("extends", f"expected a path string, got {base_ref!r}")]
+        return data, own, [Problem("extends", f"expected a path string, got {base_ref!r}")]
+    if "\0" in base_ref:
+        return data, own, [Problem("extends", f"{base_ref!r} is not a valid path (it contains a NUL character)")]
     base_path = (path.parent / base_ref).resolve()
     if base_path in chain:
-        return data, [Problem("extends", f"circular extends: {' -> '.join(map(str, chain + (base_path,)))}")]
+        return data, own, [Problem("extends",
+                                   f"circular extends: {' -> '.join(map(str, chain + (base_path,)))}")]
     if len(chain) > MAX_EXTENDS_DEPTH:
-        return data, [Problem("extends", f"more than {MAX_EXTENDS_DEPTH} levels of extends")]
+        return data, own, [Problem("extends", f"more than {MAX_EXTENDS_DEPTH} levels of extends")]
     base, problems = read_toml(base_path, "extends")
     if base is None:
-        return data, problems
-    base, problems = _with_extends(base_path, base, chain + (base_path,))
-    return deep_merge(base, data), problems
+        return data, own, problems
+    base, origins, problems = _with_extends(base_path, base, chain + (base_path,))
+    return deep_merge(base, data), {**origins, **own}, problems
+
+
+def origin_of(origins: Origins, key: tuple) -> Path | None:
+    """The folder of the file that set ``key`` (the longest recorded prefix of it), or None."""
+    for n in range(len(key), 0, -1):
+        if key[:n] in origins:
+            return origins[key[:n]]
+    return None
+
+
+def rebase_path(value: Any, origin: Path | None, recipe_dir: Path) -> Any:
+    """A relative path written in a base recipe, re-expressed relative to the leaf recipe's folder.
+
+    Components resolve relative paths against the leaf's folder (``BuildContext.resolve_path``); a value a
+    base set must keep pointing where the base meant it to. Other values pass through.
+    """
+    if isinstance(value, list):
+        return [rebase_path(v, origin, recipe_dir) for v in value]
+    if (not isinstance(value, str) or not value or origin is None or value.startswith("~")
+            or Path(value).is_absolute() or origin == recipe_dir):
+        return value
+    try:
+        return os.path.relpath(origin / value, recipe_dir)
+    except ValueError:  # another drive (Windows): no relative form
+        return str(origin / value)
+
+
+def _schema_path_keys(cls: type, prefix: tuple = ()) -> Iterable[tuple]:
+    """Key paths of the schema fields declared with ``param(path=True)``."""
+    from typing import get_args
+
+    for field in attrs.fields(cls):
+        if field.metadata.get("path"):
+            yield prefix + (field.name,)
+        for tp in (field.type, *get_args(field.type)):
+            if isinstance(tp, type) and attrs.has(tp):
+                yield from _schema_path_keys(tp, prefix + (field.name,))
+
+
+def _rebase_schema_paths(data: dict[str, Any], origins: Origins, recipe_dir: Path) -> None:
+    from .structure import resolve_types_deep
+
+    resolve_types_deep(Recipe)
+    for key in _schema_path_keys(Recipe):
+        node: Any = data
+        for part in key[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key[-1] in node:
+            node[key[-1]] = rebase_path(node[key[-1]], origin_of(origins, key), recipe_dir)
 
 
 _SEGMENT = re.compile(r"^([A-Za-z0-9_\-]+)((?:\[\d+\])*)$")
@@ -174,20 +282,37 @@ def parse_override(text: str) -> tuple[list[str | int], Any]:
         raise ValueError(f"override {text!r}: {key.strip()!r} is not a dotted key path")
     value = value.strip()
     try:
-        parsed = tomllib.loads(f"v = {value}")["v"]
+        table = parse_toml_text(f"v = {value}")
     except tomllib.TOMLDecodeError:
         if re.fullmatch(r"[^\s\"'\[\]{}=,]+", value):
-            parsed = value
-        else:
-            raise ValueError(f"override {text!r}: {value!r} is not a TOML value") from None
-    return parts, parsed
+            return parts, value
+        raise ValueError(f"override {text!r}: {value!r} is not a TOML value") from None
+    except ValueError as exc:
+        raise ValueError(f"override {key.strip()!r}: {exc}") from None
+    if set(table) != {"v"}:  # "5\nextends = 'x'" would set a second key
+        raise ValueError(f"override {key.strip()!r}: the value must be one TOML value; it continues after a "
+                         f"newline ({value!r})")
+    return parts, table["v"]
+
+
+def _schema_tables() -> set[str]:
+    """Top-level keys that are tables (``[train]``), not arrays (``[[regularizers]]``)."""
+    from .structure import resolve_types_deep
+
+    resolve_types_deep(Recipe)
+    return {f.name for f in attrs.fields(Recipe) if get_origin(f.type) not in (tuple, list)
+            and (attrs.has(f.type) or any(attrs.has(a) for a in get_args(f.type) if isinstance(a, type)))}
 
 
 def _apply_override(data: dict[str, Any], parts: list[str | int], value: Any) -> str:
+    if len(parts) > 1 and isinstance(parts[1], int) and parts[0] in _schema_tables():
+        return f"{parts[0]} is a table, not an array: name a key, e.g. {parts[0]}.KEY"
     node: Any = data
     for i, part in enumerate(parts[:-1]):
         nxt = parts[i + 1]
         if isinstance(part, int):
+            if isinstance(node, dict):
+                return f"{_key_text(parts[:i])} is a table, not an array: name a key, e.g. {_key_text(parts[:i])}.KEY"
             if not isinstance(node, list) or part >= len(node):
                 return f"index {part} is out of range"
             node = node[part]
@@ -199,6 +324,8 @@ def _apply_override(data: dict[str, Any], parts: list[str | int], value: Any) ->
             node = node[part]
     last = parts[-1]
     if isinstance(last, int):
+        if isinstance(node, dict):
+            return f"{_key_text(parts[:-1])} is a table, not an array: name a key, e.g. {_key_text(parts[:-1])}.KEY"
         if not isinstance(node, list) or last >= len(node):
             return f"index {last} is out of range"
         node[last] = value
@@ -217,14 +344,26 @@ def _key_text(parts: Sequence[str | int]) -> str:
 
 
 def load_raw(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any] | None, list[Problem]]:
-    """Phase 1: the merged, overridden TOML data of a recipe."""
+    """Phase 1: the merged, overridden TOML data of a recipe (relative paths that bases set, rebased)."""
+    data, _, problems = load_raw_with_origins(path, overrides)
+    return data, problems
+
+
+def load_raw_with_origins(path: str | Path, overrides: Iterable[str] = ()
+                          ) -> tuple[dict[str, Any] | None, Origins, list[Problem]]:
+    """:func:`load_raw`, plus the folder of the file each value came from (``-o`` values: the recipe's).
+
+    Schema paths (``plugins.files``, ``autoencoder.from_run``, ...) are rebased here; component params that
+    are paths are rebased in :func:`resolve`, which knows their parameter classes.
+    """
     path = Path(path)
     data, problems = read_toml(path)
     if data is None:
-        return None, problems
-    data, problems = _with_extends(path.resolve(), data, (path.resolve(),))
+        return None, {}, problems
+    leaf = path.resolve()
+    data, origins, problems = _with_extends(leaf, data, (leaf,))
     if problems:  # without its base the recipe is incomplete: checking it would report spurious problems
-        return None, problems
+        return None, {}, problems
     for text in overrides:
         try:
             parts, value = parse_override(text)
@@ -234,7 +373,12 @@ def load_raw(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str,
         error = _apply_override(data, parts, value)
         if error:
             problems.append(Problem(_key_text(parts), f"cannot override ({error})"))
-    return data, problems
+            continue
+        key = tuple(parts)
+        origins = {k: v for k, v in origins.items() if k[:len(key)] != key}
+        origins[key] = leaf.parent
+    _rebase_schema_paths(data, origins, leaf.parent)
+    return data, origins, problems
 
 
 # -- phases 2-4 ----------------------------------------------------------------------------------------
@@ -262,14 +406,34 @@ def _component_tables(tables: dict[str, Any]) -> list[tuple[str, str, Any]]:
     return out
 
 
-def _agrees_with_run(cfg: Any, run_ae: dict[str, Any]) -> bool:
+def _differences_from_run(cfg: Any, run_ae: dict[str, Any]) -> list[str]:
+    """What the recipe's own autoencoder name/params say differently from the run's recorded ones."""
     from .specs import normalise_name
 
-    if cfg.name and normalise_name(cfg.name) != normalise_name(str(run_ae.get("name", ""))):
-        return False
+    out = []
+    if cfg.name and normalise_name(cfg.name) != normalise_name(run_ae["name"]):
+        out.append(f"name {cfg.name!r} (the run has {run_ae['name']!r})")
     run_params = run_ae.get("params", {})
-    plain = {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.params.items()}
-    return all(k in run_params and run_params[k] == v for k, v in plain.items())
+    for k, v in cfg.params.items():
+        v = list(v) if isinstance(v, tuple) else v
+        if k not in run_params:
+            out.append(f"params.{k} = {v!r} (the run does not set it)")
+        elif run_params[k] != v:
+            out.append(f"params.{k} = {v!r} (the run has {run_params[k]!r})")
+    return out
+
+
+def _recorded_autoencoder(data: dict[str, Any], recipe_file: Path) -> tuple[dict | None, str]:
+    """The ``[autoencoder]`` table another run recorded, or (None, what is wrong with it)."""
+    run_ae = data.get("autoencoder")
+    if not isinstance(run_ae, dict):
+        return None, f"{recipe_file}: [autoencoder] is not a table ({type(run_ae).__name__}); not a recipe specmatch wrote"
+    name, params = run_ae.get("name"), run_ae.get("params", {})
+    if not isinstance(name, str) or not name.strip():
+        return None, f"{recipe_file}: autoencoder.name is {name!r}; expected a registry name"
+    if not isinstance(params, dict):
+        return None, f"{recipe_file}: autoencoder.params is not a table ({type(params).__name__})"
+    return {"name": name, "params": params}, ""
 
 
 def _load_from_run(cfg: Any, recipe_dir: Path) -> tuple[dict | None, list[Problem]]:
@@ -278,17 +442,25 @@ def _load_from_run(cfg: Any, recipe_dir: Path) -> tuple[dict | None, list[Proble
             return None, [Problem("autoencoder.name", "required: a registry name, or set autoencoder.from_run")]
         return None, []
     problems = []
-    run_dir = (recipe_dir / cfg.from_run).expanduser()
+    if "\0" in cfg.from_run:
+        return None, [Problem("autoencoder.from_run", f"{cfg.from_run!r} is not a valid path (NUL character)")]
+    run_dir = (recipe_dir / Path(cfg.from_run).expanduser())
     data, read_problems = read_toml(run_dir / "recipe.toml", "autoencoder.from_run")
-    run_ae = (data or {}).get("autoencoder", {})
-    # name/params beside from_run (a resolved recipe repeats them; a base recipe may supply them through
-    # extends) are fine as long as they agree with the run's autoencoder; a different choice is an error
-    if data is not None and not _agrees_with_run(cfg, run_ae):
-        problems.append(Problem("autoencoder", f"name/params differ from the autoencoder of {run_dir} "
-                                               f"({run_ae.get('name')!r}); remove them or drop from_run"))
     if data is None:
         msg = f"{run_dir} is not a specmatch run folder (no readable recipe.toml)"
         return None, problems + [Problem("autoencoder.from_run", msg)]
+    run_ae, why = _recorded_autoencoder(data, run_dir / "recipe.toml")
+    if run_ae is None:
+        return None, [Problem("autoencoder.from_run", why)]
+    data = {**data, "autoencoder": run_ae}
+    # name/params beside from_run (a resolved recipe repeats them; a base recipe may supply them through
+    # extends) are fine as long as they agree with the run's autoencoder; a different choice is an error
+    differences = _differences_from_run(cfg, run_ae)
+    if differences:
+        problems.append(Problem("autoencoder", f"differs from the autoencoder of {run_dir} "
+                                               f"({run_ae['name']!r}): {'; '.join(differences)}; the weights "
+                                               f"there are that autoencoder's, so remove these keys or drop "
+                                               f"from_run"))
     if not (run_dir / "autoencoder" / "model.safetensors").exists():
         problems.append(Problem("autoencoder.from_run",
                                 f"{run_dir} has no trained autoencoder yet (autoencoder/model.safetensors)"))
@@ -340,9 +512,54 @@ def _structure_recipe(raw: dict[str, Any]) -> tuple[Recipe | None, dict[str, Any
     return recipe, values, problems
 
 
-def resolve(raw: dict[str, Any], source: Path, registry: Any) -> ResolvedRecipe:
-    """Phases 2-4 on merged TOML data; raises :class:`RecipeError` with every problem."""
+#: Why ``[plugins] files`` is refused without the opt-in (a recipe from someone else must not run code).
+RECIPE_PLUGINS_REFUSED = (
+    "the recipe names local plugin files, which run Python code when loaded; refused unless you trust this "
+    "recipe: pass --allow-recipe-plugins (before the command, e.g. `specmatch --allow-recipe-plugins "
+    "validate ...`), or load the file yourself with --plugin-file")
+
+
+def _check_run_name(name: str) -> list[Problem]:
+    """``run.name`` is the folder ``runs/<name>``: one plain folder name, never a path out of ``runs/``."""
+    bad = [c for c in ("/", "\\", ":") if c in name]
+    if name.strip() in ("", ".", "..") or bad or any(ord(c) < 32 for c in name) or name.startswith("~"):
+        why = (f"it contains {', '.join(map(repr, bad))}" if bad else
+               "it contains a control character" if any(ord(c) < 32 for c in name) else
+               "it starts with '~'" if name.startswith("~") else "it names no folder of its own")
+        return [Problem("run.name", f"expected one folder name for runs/<name> (any characters except '/', "
+                                    f"'\\', ':' and control characters; not '', '.', '..' or a leading '~'); got "
+                                    f"{name!r}: {why}. Use --output-dir to write elsewhere")]
+    return []
+
+
+def _key_tuple(path: str) -> tuple:
+    """``"regularizers[1]"`` -> ``("regularizers", 1)``."""
+    m = re.fullmatch(r"([a-z_]+)(?:\[(\d+)\])?", path)
+    assert m, path
+    return (m.group(1),) if m.group(2) is None else (m.group(1), int(m.group(2)))
+
+
+def _rebase_params(table: dict[str, Any], params_cls: type, key: tuple, origins: Origins,
+                   recipe_dir: Path) -> dict[str, Any]:
+    """The params table with its ``param(path=True)`` values rebased to the leaf recipe's folder."""
+    out = dict(table)
+    for field in attrs.fields(params_cls):
+        if field.metadata.get("path") and field.name in out:
+            origin = origin_of(origins, key + ("params", field.name))
+            out[field.name] = rebase_path(out[field.name], origin, recipe_dir)
+    return out
+
+
+def resolve(raw: dict[str, Any], source: Path, registry: Any, *, origins: Origins | None = None,
+            allow_recipe_plugins: bool = False, check_files: bool = True) -> ResolvedRecipe:
+    """Phases 2-4 on merged TOML data; raises :class:`RecipeError` with every problem.
+
+    ``origins`` (from :func:`load_raw_with_origins`) rebases component paths that a base recipe set;
+    ``allow_recipe_plugins`` accepts ``[plugins] files`` (their code runs); ``check_files`` checks that
+    every file the components will read exists.
+    """
     label = str(source)
+    recipe_dir = source.parent.resolve()
     recipe, tables, problems = _structure_recipe(raw)
 
     from_run_data = None
@@ -357,14 +574,22 @@ def resolve(raw: dict[str, Any], source: Path, registry: Any) -> ResolvedRecipe:
                 recipe = attrs.evolve(recipe, autoencoder=tables["autoencoder"])
 
     plugins_cfg = tables.get("plugins")
+    if plugins_cfg is not None and plugins_cfg.files and not allow_recipe_plugins:
+        problems.append(Problem("plugins.files", RECIPE_PLUGINS_REFUSED))
     for i, file in enumerate(plugins_cfg.files if plugins_cfg is not None else ()):
-        if not (source.parent / file).expanduser().is_file():
+        if not (source.parent / Path(file).expanduser()).is_file():
             problems.append(Problem(f"plugins.files[{i}]", f"file {source.parent / file} does not exist"))
+    run_cfg = tables.get("run")
+    if run_cfg is not None:
+        problems += _check_run_name(run_cfg.name)
 
     components: dict[str, ResolvedComponent] = {}
     for path, kind, cfg in _component_tables(tables):
         if not cfg.name:
-            continue  # reported above (autoencoder without name or from_run)
+            if path != "autoencoder":  # the autoencoder's was reported above (neither name nor from_run)
+                problems.append(Problem(join(path, "name"), f"expected a registry name; got '' (installed: "
+                                                            f"{', '.join(registry.names(kind)) or 'none'})"))
+            continue
         spec = registry.find(kind, cfg.name)
         if spec is None:
             problems.append(Problem(join(path, "name"), registry.unknown_message(kind, cfg.name)))
@@ -379,22 +604,27 @@ def resolve(raw: dict[str, Any], source: Path, registry: Any) -> ResolvedRecipe:
             if cfg.params:
                 problems.append(Problem(join(path, "params"), f"{spec.name!r} takes no parameters"))
         else:
-            params, param_problems = structure(cfg.params, params_cls, join(path, "params"))
+            table = _rebase_params(cfg.params, params_cls, _key_tuple(path), origins or {}, recipe_dir)
+            params, param_problems = structure(table, params_cls, join(path, "params"))
             problems += param_problems
-        components[path] = ResolvedComponent(path=path, kind=kind, config=cfg, spec=spec, params=params)
+        components[path] = ResolvedComponent(path=path, kind=kind, config=cfg, spec=spec, params=params,
+                                              source=label)
 
     if problems or recipe is None:
         raise RecipeError(label, merge_problems(problems))
     resolved = ResolvedRecipe(source=source, recipe=recipe, components=components,
                               from_run_recipe=from_run_data)
-    cross, warnings = cross_check(resolved, registry)
+    cross, warnings = cross_check(resolved, registry, check_files=check_files)
     if cross:
         raise RecipeError(label, merge_problems(cross))
     return attrs.evolve(resolved, warnings=tuple(warnings))
 
 
-def cross_check(resolved: ResolvedRecipe, registry: Any) -> tuple[list[Problem], list[str]]:
+def cross_check(resolved: ResolvedRecipe, registry: Any, *,
+                check_files: bool = True) -> tuple[list[Problem], list[str]]:
     """Phase 4: checks that span tables, plus every plugin's ``specmatch_validate_recipe``."""
+    from .facts_check import check_facts
+
     problems: list[Problem] = []
     warnings: list[str] = []
     recipe = resolved.recipe
@@ -417,6 +647,7 @@ def cross_check(resolved: ResolvedRecipe, registry: Any) -> tuple[list[Problem],
     if recipe.train.denoiser.class_conditional and recipe.denoiser is None:
         problems.append(Problem("train.denoiser.class_conditional", "set, but the recipe has no [denoiser]"))
     problems.extend(_check_repa(resolved))
+    problems.extend(check_facts(resolved, check_files=check_files))
     for result in registry.plugins.manager.hook.specmatch_validate_recipe(recipe=resolved):
         for item in result or ():
             if isinstance(item, Problem):
@@ -458,7 +689,8 @@ def is_base_recipe(relative_path: Path) -> bool:
 
 
 def plugin_files_of(raw: dict[str, Any] | None, source: Path) -> list[Path]:
-    """Local plugin files a recipe asks for, resolved against the recipe's folder."""
+    """Local plugin files a recipe asks for, resolved against the recipe's folder (``raw`` from
+    :func:`load_raw`, where files a base lists are already relative to the leaf's folder)."""
     files = ((raw or {}).get("plugins") or {}).get("files") or []
     if not isinstance(files, list):
         return []
@@ -466,18 +698,29 @@ def plugin_files_of(raw: dict[str, Any] | None, source: Path) -> list[Path]:
 
 
 def load_recipe(path: str | Path, overrides: Iterable[str] = (), *, registry: Any = None,
-                plugin_files: Iterable[str | Path] = (), disabled: Iterable[str] = ()) -> ResolvedRecipe:
-    """Read, merge, override and validate a recipe. Raises :class:`RecipeError` listing every problem."""
+                plugin_files: Iterable[str | Path] = (), disabled: Iterable[str] = (),
+                allow_recipe_plugins: bool | None = None, check_files: bool = True) -> ResolvedRecipe:
+    """Read, merge, override and validate a recipe. Raises :class:`RecipeError` listing every problem.
+
+    Without a ``registry``, plugins come from the session (:mod:`specmatch.core.session`: the command
+    line's ``--plugin-file`` and ``--disable-plugin``) plus ``plugin_files`` and ``disabled``. The recipe's
+    own ``[plugins] files`` run code, so they load only when ``allow_recipe_plugins`` is true (``None``:
+    the session's setting, ``--allow-recipe-plugins``); otherwise the recipe is refused before any of its
+    files is imported.
+    """
+    from .session import get_registry, recipe_plugins_allowed
+
     source = Path(path)
-    raw, problems = load_raw(source, overrides)
+    raw, origins, problems = load_raw_with_origins(source, overrides)
     if raw is None:
         raise RecipeError(str(source), problems)
+    allowed = recipe_plugins_allowed() if allow_recipe_plugins is None else allow_recipe_plugins
     if registry is None:
-        from .session import get_registry
-
-        registry = get_registry(plugin_files=[*plugin_files, *plugin_files_of(raw, source)], disabled=disabled)
+        recipe_files = plugin_files_of(raw, source) if allowed else []
+        registry = get_registry(plugin_files=[*plugin_files, *recipe_files], disabled=disabled)
     try:
-        resolved = resolve(raw, source, registry)
+        resolved = resolve(raw, source, registry, origins=origins, allow_recipe_plugins=allowed,
+                           check_files=check_files)
     except RecipeError as exc:
         raise RecipeError(str(source), merge_problems(problems, exc.problems)) from None
     if problems:

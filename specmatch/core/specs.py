@@ -14,7 +14,7 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import attrs
 
-from .errors import PluginError
+from .errors import ParamError, PluginError
 
 #: Plugin API version of this specmatch. A spec declaring a newer ``api`` is refused with a clear message.
 PLUGIN_API = 1
@@ -100,11 +100,65 @@ def resolve_reference(ref: Any, *, what: str) -> Any:
 
 
 @attrs.frozen(kw_only=True)
+class FileNeed:
+    """A file or folder a component will read, so ``validate`` can check that it exists before training.
+
+    ``param`` is the key in the component's ``params`` table that names it (where the problem is reported);
+    ``path`` is the value as written: ``~`` and paths relative to the recipe that set it are resolved by core.
+    """
+
+    param: str
+    path: str
+    what: str  # e.g. "DINOv2 weights file", "image folder"
+    folder: bool = False  # a folder, not a file
+
+
+#: Reference layers an adaptive weight may use (``[regularizers.adaptive] layer``).
+ADAPTIVE_LAYERS = ("encoder.last", "decoder.last")
+
+
+def default_adaptive_layer(needs: frozenset[str]) -> str:
+    """The reference layer of ``adaptive = {}`` (``layer = ""``): the encoder for terms on teacher features."""
+    return "encoder.last" if "features" in needs else "decoder.last"
+
+
+@attrs.frozen(kw_only=True)
+class Facts:
+    """Static facts about a component, computed from its params without torch (``spec.facts(params)``).
+
+    Every field is optional: ``None`` (or empty) means "not declared", and the cross-check that needs it is
+    skipped. Which fields apply depends on the kind:
+
+    - autoencoder: ``latent_channels`` and ``downsample_factor`` (image side / latent side);
+    - dataset: ``resolution`` (image side in pixels, a multiple of the downsampling factor);
+    - denoiser: ``depth`` (blocks that ``[repa] depth`` may tap);
+    - alignment: ``feature_dim`` and ``token_grid`` of the teacher (informational);
+    - sampler: ``needs_labels``, the params key whose value needs a class-conditional denoiser (e.g.
+      ``"cfg_scale"`` when it is not 1), or ``""``;
+    - any kind: ``check_latent(shape)``, called with the latent shape ``(C, H, W)`` when it is known, which
+      raises :class:`ParamError` when the component cannot work on that latent (a DiT patch size that does
+      not divide H, a DCT block size that does not divide it); and ``files``, the files it will read.
+    """
+
+    latent_channels: int | None = None
+    downsample_factor: int | None = None
+    resolution: int | None = None
+    depth: int | None = None
+    feature_dim: int | None = None
+    token_grid: tuple[int, int] | None = None
+    needs_labels: str = ""
+    check_latent: Callable[[tuple[int, int, int]], None] | None = attrs.field(default=None, eq=False)
+    files: tuple[FileNeed, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen(kw_only=True)
 class ComponentSpec:
     """Base of all spec records.
 
     ``factory(params, ctx: BuildContext)`` builds the component; ``params`` is an attrs class whose fields
     (with ``metadata={"doc": ...}``) are the recipe's ``params`` table. Both may be lazy references.
+    ``facts(params) -> Facts`` (optional, may be lazy too, must not import torch) states what ``validate``
+    cross-checks; it raises :class:`ParamError` for a value the factory would refuse.
     """
 
     kind: ClassVar[str] = ""
@@ -116,6 +170,7 @@ class ComponentSpec:
     aliases: tuple[str, ...] = attrs.field(default=(), converter=lambda xs: tuple(normalise_name(x) for x in xs))
     api: int = PLUGIN_API
     provider: Provider | None = attrs.field(default=None, eq=False)
+    facts: Any = None
 
     def params_class(self) -> type | None:
         cls = resolve_reference(self.params, what=f"{self.kind} {self.name!r} params")
@@ -129,7 +184,27 @@ class ComponentSpec:
             raise PluginError(f"{self.kind} {self.name!r}: factory {self.factory!r} is not callable")
         return fn
 
-    def facts(self) -> dict[str, Any]:
+    def facts_for(self, params: Any) -> Facts:
+        """The component's :class:`Facts` for these params (empty when the spec declares no ``facts``).
+
+        A :class:`ParamError` passes through (a bad value); any other failure is the plugin's bug.
+        """
+        if self.facts is None:
+            return Facts()
+        fn = resolve_reference(self.facts, what=f"{self.kind} {self.name!r} facts (from {self.provider})")
+        try:
+            result = fn(params)
+        except ParamError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"{self.kind} {self.name!r} (from {self.provider}): its facts function failed: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(result, Facts):
+            raise PluginError(f"{self.kind} {self.name!r} (from {self.provider}): facts must return a "
+                              f"specmatch.Facts, got {type(result).__name__}")
+        return result
+
+    def info(self) -> dict[str, Any]:
         """Static, kind-specific facts shown by ``components info``."""
         return {}
 
@@ -139,7 +214,7 @@ class AutoencoderSpec(ComponentSpec):
     kind: ClassVar[str] = "autoencoder"
     pixel_range: tuple[float, float] = (-1.0, 1.0)
 
-    def facts(self) -> dict[str, Any]:
+    def info(self) -> dict[str, Any]:
         return {"pixel_range": list(self.pixel_range)}
 
 
@@ -153,14 +228,27 @@ def _check_needs(instance: Any, attribute: attrs.Attribute, value: frozenset[str
         raise ValueError(f"unknown needs {sorted(unknown)}; allowed: {sorted(REGULARIZER_NEEDS)}")
 
 
+def _check_adaptive_layers(instance: Any, attribute: attrs.Attribute, value: frozenset[str] | None) -> None:
+    unknown = set(value or ()) - set(ADAPTIVE_LAYERS)
+    if unknown:
+        raise ValueError(f"unknown adaptive_layers {sorted(unknown)}; allowed: {list(ADAPTIVE_LAYERS)}")
+
+
 @attrs.frozen(kw_only=True)
 class RegularizerSpec(ComponentSpec):
+    """``adaptive_layers``: the reference layers whose weights the term's loss depends on (an adaptive weight
+    differentiates the loss with respect to one of them). ``frozenset()``: no loss term (a pure pair
+    transform), so no adaptive weight; ``None``: not declared, not checked."""
+
     kind: ClassVar[str] = "regularizer"
     needs: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset, validator=_check_needs)
     transforms_pair: bool = False
+    adaptive_layers: frozenset[str] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(frozenset), validator=_check_adaptive_layers)
 
-    def facts(self) -> dict[str, Any]:
-        return {"needs": sorted(self.needs), "transforms_pair": self.transforms_pair}
+    def info(self) -> dict[str, Any]:
+        layers = None if self.adaptive_layers is None else sorted(self.adaptive_layers)
+        return {"needs": sorted(self.needs), "transforms_pair": self.transforms_pair, "adaptive_layers": layers}
 
 
 @attrs.frozen(kw_only=True)
@@ -168,7 +256,7 @@ class DenoiserSpec(ComponentSpec):
     kind: ClassVar[str] = "denoiser"
     alignable: bool = False  # exposes hidden states for representation alignment
 
-    def facts(self) -> dict[str, Any]:
+    def info(self) -> dict[str, Any]:
         return {"alignable": self.alignable}
 
 
@@ -177,7 +265,7 @@ class AlignmentSpec(ComponentSpec):
     kind: ClassVar[str] = "alignment"
     stand_in: bool = False  # a labelled substitute for a foundation model (no real weights offline)
 
-    def facts(self) -> dict[str, Any]:
+    def info(self) -> dict[str, Any]:
         return {"stand_in": self.stand_in}
 
 
@@ -215,13 +303,16 @@ SPEC_CLASSES: dict[str, type[ComponentSpec]] = {
 
 def param(default: Any = attrs.NOTHING, *, doc: str, ge: float | None = None, gt: float | None = None,
           le: float | None = None, lt: float | None = None, choices: tuple[Any, ...] | None = None,
-          factory: Callable[[], Any] | None = None) -> Any:
+          factory: Callable[[], Any] | None = None, path: bool = False, finite: bool = True) -> Any:
     """An attrs field for component parameters, with the doc and range that ``validate`` checks.
 
     Ranges and choices are checked by the recipe checker (every problem reported at once), not by attrs
-    validators (which stop at the first failure).
+    validators (which stop at the first failure). ``path=True`` marks a file or folder path: a relative
+    value is resolved against the folder of the recipe file that set it (a base's own folder under
+    ``extends``). Numbers must be finite (no nan/inf) unless ``finite=False``.
     """
-    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
+    meta = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "path": path,
+            "finite": finite}
     if factory is not None:
         return attrs.field(factory=factory, metadata=meta)
     return attrs.field(default=default, metadata=meta)

@@ -8,6 +8,7 @@ exception groups into :class:`Problem` records with dotted paths, and range/choi
 
 from __future__ import annotations
 
+import math
 from typing import Any, get_args, get_origin
 
 import attrs
@@ -201,16 +202,20 @@ def check_ranges(obj: Any, path: str) -> list[Problem]:
 
 def check_field(field: attrs.Attribute, value: Any, where: str) -> list[Problem]:
     """The range and choice checks of one field's ``param`` metadata (numbers in arrays item by item)."""
-    meta = field.metadata
-    if not meta:
-        return []
+    meta = field.metadata or {}
     problems = []
-    choices = meta.get("choices")
-    if choices is not None and value not in choices:
-        problems.append(Problem(where, f"expected one of {', '.join(map(repr, choices))}; got {value!r}"))
     items = value if isinstance(value, (list, tuple)) else [value]
+    choices = meta.get("choices")
+    if choices is not None:
+        for item in items:  # an array field's choices apply to each item
+            if item not in choices:
+                problems.append(Problem(where, f"expected one of {', '.join(map(repr, choices))}; got {item!r}"))
     for item in items:
         if not isinstance(item, (int, float)) or isinstance(item, bool):
+            continue
+        if isinstance(item, float) and not math.isfinite(item):
+            if meta.get("finite", True):  # nan passes every range test and inf overflows float32 math
+                problems.append(Problem(where, f"expected a finite number; got {item!r}"))
             continue
         for key, ok, text in (("ge", lambda a, b: a >= b, ">="), ("gt", lambda a, b: a > b, ">"),
                               ("le", lambda a, b: a <= b, "<="), ("lt", lambda a, b: a < b, "<")):

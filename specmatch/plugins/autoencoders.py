@@ -4,20 +4,24 @@ from typing import Optional
 
 import attrs
 
-from specmatch import AutoencoderSpec, Problem, hookimpl, param
+from specmatch import AutoencoderSpec, Facts, ParamError, hookimpl, param
 from specmatch.nn.presets import DOWNSAMPLE_PADDINGS, SDVAE_PRESETS, downsample_factor
+
+MAX_CHANNELS = 8192  # wider convolutions are a typo, not a model that fits in memory
+MAX_LEVELS = 8  # downsampling up to 2**7 = 128
 
 
 @attrs.frozen(kw_only=True)
 class SDVAEParams:
     preset: str = param("tiny-f4d4", doc="architecture preset; the fields below override it",
                          choices=tuple(SDVAE_PRESETS))
-    channels: Optional[tuple[int, ...]] = param(None, doc="channels per level (len = log2(f) + 1)", ge=1)
-    latent_channels: Optional[int] = param(None, doc="latent channels C", ge=1)
-    encoder_res_blocks: Optional[int] = param(None, doc="ResBlocks per encoder level (paper: 2)", ge=1)
-    decoder_res_blocks: Optional[int] = param(None, doc="ResBlocks per decoder level (paper: 3)", ge=1)
+    channels: Optional[tuple[int, ...]] = param(None, doc="channels per level (len = log2(f) + 1)", ge=1,
+                                                le=MAX_CHANNELS)
+    latent_channels: Optional[int] = param(None, doc="latent channels C", ge=1, le=MAX_CHANNELS)
+    encoder_res_blocks: Optional[int] = param(None, doc="ResBlocks per encoder level (paper: 2)", ge=1, le=64)
+    decoder_res_blocks: Optional[int] = param(None, doc="ResBlocks per decoder level (paper: 3)", ge=1, le=64)
     mid_attention: Optional[bool] = param(None, doc="single-head self-attention in the mid blocks")
-    norm_groups: Optional[int] = param(None, doc="GroupNorm groups (paper: 32)", ge=1)
+    norm_groups: Optional[int] = param(None, doc="GroupNorm groups (paper: 32)", ge=1, le=MAX_CHANNELS)
     dropout: Optional[float] = param(None, doc="ResBlock dropout", ge=0, lt=1)
     deterministic: bool = param(False, doc="plain AE: the encoder outputs the latent itself (no variance)")
     downsample_padding: str = param("symmetric", doc="stride-2 conv padding: 'symmetric' = 1 on every side "
@@ -35,9 +39,25 @@ class SDVAEParams:
         return out
 
 
+def sdvae_facts(params: SDVAEParams) -> Facts:
+    """Latent geometry from the preset and overrides; the GroupNorm rule the model enforces when built."""
+    arch = params.resolved()
+    channels = tuple(arch["channels"])
+    if not 1 <= len(channels) <= MAX_LEVELS:
+        raise ParamError("channels", f"expected 1 to {MAX_LEVELS} levels; got {len(channels)}")
+    groups = arch.get("norm_groups", 32)
+    for i, c in enumerate(channels):
+        if c % min(groups, c):  # GroupNorm uses min(norm_groups, channels) groups
+            key = f"channels[{i}]" if params.channels is not None else "norm_groups"
+            raise ParamError(key, f"{c} channels are not divisible by {min(groups, c)} GroupNorm groups "
+                                  f"(norm_groups={groups}); use multiples of norm_groups")
+    return Facts(latent_channels=arch["latent_channels"], downsample_factor=downsample_factor(channels))
+
+
 def build_sdvae(params: SDVAEParams, ctx):
     from specmatch.nn.autoencoder import SDVAE
 
+    sdvae_facts(params)  # refuse bad values as ParamError, before the model raises deep inside
     return SDVAE(**params.resolved(), double_z=not params.deterministic,
                  downsample_padding=params.downsample_padding)
 
@@ -45,19 +65,6 @@ def build_sdvae(params: SDVAEParams, ctx):
 @hookimpl
 def specmatch_autoencoders():
     yield AutoencoderSpec(name="sdvae", factory=build_sdvae, params=SDVAEParams, aliases=("sd-vae",),
+                          facts=sdvae_facts,
                           summary="SD-VAE-style conv autoencoder (GN/SiLU ResBlocks, mid attention); "
                                   "presets f8d4, f16d16, f32d64, f64d256 and tiny CPU ones")
-
-
-@hookimpl
-def specmatch_validate_recipe(recipe):
-    comp = recipe.component("autoencoder")
-    data = recipe.component("data")
-    if comp is None or comp.spec.name != "sdvae" or data is None:
-        return []
-    resolution = getattr(data.params, "resolution", None)
-    factor = downsample_factor(tuple(comp.params.resolved()["channels"]))
-    if isinstance(resolution, int) and resolution % factor:
-        return [Problem("data.params.resolution", f"expected a multiple of the autoencoder's downsampling "
-                                                  f"factor {factor}; got {resolution}")]
-    return []

@@ -3,12 +3,14 @@
 
 import attrs
 
-from specmatch import DatasetSpec, hookimpl, param
+from specmatch import DatasetSpec, Facts, FileNeed, hookimpl, param
+
+MAX_RESOLUTION = 8192
 
 
 @attrs.frozen(kw_only=True)
 class DemoPhotosParams:
-    resolution: int = param(32, doc="image side in pixels", ge=8)
+    resolution: int = param(32, doc="image side in pixels", ge=8, le=MAX_RESOLUTION)
     num_images: int = param(4096, doc="training crops (the test split uses held-out photos)", ge=1)
     num_test_images: int = param(512, doc="test crops from the held-out photos", ge=1)
     hflip_p: float = param(0.5, doc="horizontal flip probability (training split)", ge=0, le=1)
@@ -29,8 +31,8 @@ def build_demo(params: DemoPhotosParams, ctx):
 
 @attrs.frozen(kw_only=True)
 class ImageFolderParams:
-    root: str = param(doc="folder of images, any layout (relative to the recipe)")
-    resolution: int = param(64, doc="image side in pixels", ge=8)
+    root: str = param(doc="folder of images, any layout (relative to the recipe)", path=True)
+    resolution: int = param(64, doc="image side in pixels", ge=8, le=MAX_RESOLUTION)
     crop: str = param("center", doc="how to make images square", choices=("center", "random", "resize"))
     hflip_p: float = param(0.5, doc="horizontal flip probability (training split)", ge=0, le=1)
     test_fraction: float = param(0.05, doc="fraction held out for evaluation", ge=0, lt=1)
@@ -52,8 +54,9 @@ def build_image_folder(params: ImageFolderParams, ctx):
 @attrs.frozen(kw_only=True)
 class FashionMNISTParams:
     root: str = param("/usr/share/datasets/fashion-mnist", doc="folder of the idx .gz files "
-                                                              "(Debian package dataset-fashion-mnist)")
-    resolution: int = param(32, doc="28px images padded to 32, then resized", ge=8)
+                                                              "(Debian package dataset-fashion-mnist)", path=True)
+    resolution: int = param(32, doc="28px images padded to 32, then resized", ge=8,
+                            le=MAX_RESOLUTION)
     hflip_p: float = param(0.0, doc="horizontal flip probability (training split)", ge=0, le=1)
 
 
@@ -66,11 +69,27 @@ def build_fashion_mnist(params: FashionMNISTParams, ctx):
             "test": FashionMNISTDataset(root=root, split="test", resolution=params.resolution)}
 
 
+def demo_facts(params: DemoPhotosParams) -> Facts:
+    return Facts(resolution=params.resolution)
+
+
+def image_folder_facts(params: ImageFolderParams) -> Facts:
+    return Facts(resolution=params.resolution, files=[FileNeed(param="root", path=params.root,
+                                                               what="image folder", folder=True)])
+
+
+def fashion_mnist_facts(params: FashionMNISTParams) -> Facts:
+    return Facts(resolution=params.resolution, files=[FileNeed(param="root", path=params.root,
+                                                               what="Fashion-MNIST folder", folder=True)])
+
+
 @hookimpl
 def specmatch_datasets():
-    yield DatasetSpec(name="demo-photos", factory=build_demo, params=DemoPhotosParams,
+    yield DatasetSpec(name="demo-photos", factory=build_demo, params=DemoPhotosParams, facts=demo_facts,
                       summary="offline demo: crops of the photos bundled with scikit-image (held-out test photos)")
     yield DatasetSpec(name="image-folder", factory=build_image_folder, params=ImageFolderParams,
+                      facts=image_folder_facts,
                       summary="any folder of images (recursive), resized and cropped, with flips")
     yield DatasetSpec(name="fashion-mnist", factory=build_fashion_mnist, params=FashionMNISTParams,
+                      facts=fashion_mnist_facts,
                       summary="Fashion-MNIST from Debian's dataset-fashion-mnist, 32px, 3 channels, 10 classes")

@@ -2,7 +2,7 @@
 
 import attrs
 
-from specmatch import DiscriminatorSpec, PerceptualSpec, hookimpl, param
+from specmatch import DiscriminatorSpec, Facts, FileNeed, PerceptualSpec, hookimpl, param
 
 
 @attrs.frozen(kw_only=True)
@@ -20,7 +20,13 @@ def build_stlpips(params: STLPIPSParams, ctx):
 @attrs.frozen(kw_only=True)
 class LPIPSParams:
     net: str = param("vgg", doc="LPIPS backbone", choices=("vgg", "alex"))
-    weights: str = param("", doc="local backbone weights file ('' = the user's torch hub cache)")
+    weights: str = param("", doc="local backbone weights file ('' = the user's torch hub cache)", path=True)
+
+
+def lpips_facts(params: LPIPSParams) -> Facts:
+    # the torch hub cache ('') is looked up when built; an explicit file is checked by validate
+    return Facts(files=[FileNeed(param="weights", path=params.weights, what=f"LPIPS {params.net} backbone "
+                                                                            f"weights")] if params.weights else [])
 
 
 def build_lpips(params: LPIPSParams, ctx):
@@ -31,8 +37,8 @@ def build_lpips(params: LPIPSParams, ctx):
 
 @attrs.frozen(kw_only=True)
 class PatchGANParams:
-    base_channels: int = param(64, doc="channels of the first layer", ge=1)
-    n_layers: int = param(3, doc="strided conv blocks", ge=1)
+    base_channels: int = param(64, doc="channels of the first layer", ge=1, le=4096)
+    n_layers: int = param(3, doc="strided conv blocks", ge=1, le=16)
     conv_std: float = param(0.2, doc="conv init std (the authors' code uses 0.2)", gt=0)
 
 
@@ -48,7 +54,7 @@ def build_patchgan(params: PatchGANParams, ctx):
 def specmatch_perceptual_losses():
     yield PerceptualSpec(name="stlpips", factory=build_stlpips, params=STLPIPSParams, aliases=("st-lpips",),
                          summary="shift-tolerant LPIPS (stlpips-pytorch, bundled weights); reported as ST-LPIPS")
-    yield PerceptualSpec(name="lpips", factory=build_lpips, params=LPIPSParams,
+    yield PerceptualSpec(name="lpips", factory=build_lpips, params=LPIPSParams, facts=lpips_facts,
                          summary="LPIPS (lpips package); backbone weights from a local file, never downloaded")
 
 

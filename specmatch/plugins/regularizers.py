@@ -7,15 +7,16 @@ from typing import Optional
 
 import attrs
 
-from specmatch import Problem, RegularizerSpec, hookimpl, param
+from specmatch import Facts, ParamError, RegularizerSpec, hookimpl, param
 
 
 # -- parameter records -----------------------------------------------------------------------------------
 
 @attrs.frozen(kw_only=True)
 class ESMParams:
-    delta: float = param(1.0, doc="tilt of the image spectrum by (k+1)^delta (0: match the image itself)")
-    n_bins: int = param(16, doc="radial frequency bins", ge=1)
+    delta: float = param(1.0, doc="tilt of the image spectrum by (k+1)^delta (0: match the image itself)",
+                         ge=-16, le=16)
+    n_bins: int = param(16, doc="radial frequency bins", ge=1, le=4096)
     center: str = param("mean", doc="subtract each channel's spatial mean first", choices=("mean", "none"))
     remove_dc: bool = param(True, doc="zero the DC coefficient's power")
     log_power: bool = param(True, doc="compare log(1 + power) profiles")
@@ -27,7 +28,7 @@ class ESMParams:
 
 @attrs.frozen(kw_only=True)
 class DSMParams:
-    block_size: int = param(8, doc="DCT block side b (image and latent sides must be multiples)", ge=1)
+    block_size: int = param(8, doc="DCT block side b (image and latent sides must be multiples)", ge=1, le=1024)
     mask_levels: tuple[int, ...] = param((0, 8, 10, 12), doc="levels k: zero u+v >= 2(b-1)-(k-1); 0 = no mask",
                                          ge=0)
     probabilities: Optional[tuple[float, ...]] = param(None, doc="probability of each level (omit: uniform)",
@@ -52,8 +53,47 @@ class EQVAEParams:
 
 @attrs.frozen(kw_only=True)
 class ScaleEquivarianceParams:
-    factors: tuple[int, ...] = param((2, 4), doc="downsampling factors drawn uniformly per step", ge=2)
+    factors: tuple[int, ...] = param((2, 4), doc="downsampling factors drawn uniformly per step (divisors of "
+                                                 "the latent side)", ge=2)
     antialias: bool = param(True, doc="antialiased bilinear downsampling")
+
+
+# -- facts (what validate checks; no torch) --------------------------------------------------------------
+
+def dsm_facts(params: DSMParams) -> Facts:
+    p = params
+    if not p.mask_levels:
+        raise ParamError("mask_levels", "expected at least one level")
+    if p.probabilities is not None and len(p.probabilities) != len(p.mask_levels):
+        raise ParamError("probabilities", f"expected {len(p.mask_levels)} values (one per mask level); got "
+                                          f"{len(p.probabilities)}")
+    if p.probabilities is not None and sum(p.probabilities) <= 0:
+        raise ParamError("probabilities", "expected a positive sum")
+
+    def check_latent(shape):
+        if shape[1] % p.block_size or shape[2] % p.block_size:
+            raise ParamError("block_size", f"the latent side {shape[1]} is not a multiple of block_size "
+                                           f"{p.block_size}")
+
+    return Facts(check_latent=check_latent)
+
+
+def eqvae_facts(params: EQVAEParams) -> Facts:
+    if not params.rotations:
+        raise ParamError("rotations", "expected at least one rot90 multiple")
+    return Facts()
+
+
+def scale_equivariance_facts(params: ScaleEquivarianceParams) -> Facts:
+    if not params.factors:
+        raise ParamError("factors", "expected at least one factor")
+
+    def check_latent(shape):
+        for f in params.factors:
+            if shape[1] % f:
+                raise ParamError("factors", f"the latent side {shape[1]} is not divisible by {f}")
+
+    return Facts(check_latent=check_latent)
 
 
 # -- factories (torch imported here only) ----------------------------------------------------------------
@@ -73,6 +113,7 @@ def build_esm(params: ESMParams, ctx):
 def build_dsm(params: DSMParams, ctx):
     from specmatch.plugins._regularizer_modules import DSMRegularizer
 
+    dsm_facts(params)
     return DSMRegularizer(params)
 
 
@@ -87,64 +128,38 @@ def build_vavae(params: VAVAEParams, ctx):
 def build_eqvae(params: EQVAEParams, ctx):
     from specmatch.plugins._regularizer_modules import EQVAERegularizer
 
+    eqvae_facts(params)
     return EQVAERegularizer(params)
 
 
 def build_scale_equivariance(params: ScaleEquivarianceParams, ctx):
     from specmatch.plugins._regularizer_modules import ScaleEquivarianceRegularizer
 
+    scale_equivariance_facts(params)
     return ScaleEquivarianceRegularizer(params)
 
 
 @hookimpl
 def specmatch_regularizers():
-    yield RegularizerSpec(name="kl", factory=build_kl, needs={"posterior"},
+    # adaptive_layers: the reference layers each loss depends on (a pair transform has no loss: none)
+    yield RegularizerSpec(name="kl", factory=build_kl, needs={"posterior"}, adaptive_layers={"encoder.last"},
                           summary="SD-VAE KL to N(0, I): per-sample sum over C,H,W, batch mean (paper: 1e-6)")
-    yield RegularizerSpec(name="esm", factory=build_esm, params=ESMParams,
+    yield RegularizerSpec(name="esm", factory=build_esm, params=ESMParams, adaptive_layers={"encoder.last"},
                           summary="Encoding Spectrum Matching: latent radial DCT spectrum to the image's, "
                                   "flattened by f^delta (paper: weight 0.01, delta 1, no KL)")
     yield RegularizerSpec(name="dsm", factory=build_dsm, params=DSMParams, transforms_pair=True,
+                          facts=dsm_facts, adaptive_layers=(),
                           summary="Decoding Spectrum Matching: one shared block-DCT low-pass of latent and "
                                   "image; reconstruct the low-passed image (no loss term)")
     yield RegularizerSpec(name="vavae", factory=build_vavae, params=VAVAEParams, needs={"features", "encoder"},
-                          aliases=("vf",),
+                          aliases=("vf",), adaptive_layers={"encoder.last"},
                           summary="VA-VAE vision-foundation loss: margin cosine + margin distance matrix to "
                                   "teacher features (use adaptive weight at encoder.last)")
     yield RegularizerSpec(name="eqvae", factory=build_eqvae, params=EQVAEParams, transforms_pair=True,
+                          facts=eqvae_facts, adaptive_layers=(),
                           needs={"encoder", "decoder"}, aliases=("eq-vae",),
                           summary="EQ-VAE: reconstruct scaled/rotated images from equally transformed latents")
     yield RegularizerSpec(name="scale-equivariance", factory=build_scale_equivariance,
                           params=ScaleEquivarianceParams, needs={"decoder"}, aliases=("se",),
+                          facts=scale_equivariance_facts, adaptive_layers={"encoder.last", "decoder.last"},
                           summary="decode a 2x/4x downsampled latent and match the equally downsampled image")
-
-
-@hookimpl
-def specmatch_validate_recipe(recipe):
-    problems = []
-    ae = recipe.component("autoencoder")
-    data = recipe.component("data")
-    resolution = getattr(getattr(data, "params", None), "resolution", None)
-    factor = None
-    if ae is not None and ae.spec.name == "sdvae":
-        from specmatch.nn.presets import downsample_factor
-
-        factor = downsample_factor(tuple(ae.params.resolved()["channels"]))
-    for comp in recipe.regularizers():
-        if comp.spec.name == "dsm":
-            p = comp.params
-            if p.probabilities is not None and len(p.probabilities) != len(p.mask_levels):
-                problems.append(Problem(f"{comp.path}.params.probabilities",
-                                        f"expected {len(p.mask_levels)} values (one per mask level); got "
-                                        f"{len(p.probabilities)}"))
-            if p.probabilities is not None and sum(p.probabilities) <= 0:
-                problems.append(Problem(f"{comp.path}.params.probabilities", "expected a positive sum"))
-            if isinstance(resolution, int) and factor and (resolution // factor) % p.block_size:
-                problems.append(Problem(f"{comp.path}.params.block_size",
-                                        f"the latent side {resolution // factor} is not a multiple of "
-                                        f"block_size {p.block_size}"))
-        if comp.spec.name == "scale-equivariance" and isinstance(resolution, int) and factor:
-            for f in comp.params.factors:
-                if (resolution // factor) % f:
-                    problems.append(Problem(f"{comp.path}.params.factors",
-                                            f"the latent side {resolution // factor} is not divisible by {f}"))
-    return problems

@@ -352,15 +352,15 @@ def test_recipe_plugin_files_are_loaded_relative_to_the_recipe(tmp_path):
         write(tmp_path / "plugins" / "toy.py", PLUGIN)
         path = write(tmp_path / "r.toml", BASE + '[plugins]\nfiles = ["plugins/toy.py"]\n[[regularizers]]\n'
                                                  'name = "toy-wavelet"\nparams = { strength = 2.0 }\n')
-        resolved = load_recipe(path)
+        resolved = load_recipe(path, allow_recipe_plugins=True)
         assert resolved.regularizers()[0].params.strength == 2.0
         assert resolved.to_dict()["plugins"] == {"files": ["plugins/toy.py"]}
         with pytest.raises(RecipeError) as info:  # the plugin's own cross-check is collected
-            load_recipe(path, ["regularizers[0].weight=2.0"])
+            load_recipe(path, ["regularizers[0].weight=2.0"], allow_recipe_plugins=True)
         assert [p.render() for p in info.value.problems] == [
             "regularizers[0].weight: toy-wavelet is unstable above weight 1"]
         with pytest.raises(RecipeError) as info:  # without the file the component is unknown
-            load_recipe(path, ["plugins.files=[]"])
+            load_recipe(path, ["plugins.files=[]"], allow_recipe_plugins=True)
         assert info.value.problems[0].message.startswith("unknown latent regularizer 'toy-wavelet'")
     finally:
         clear_cache()
