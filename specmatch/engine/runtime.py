@@ -16,6 +16,12 @@ def make_accelerator(run_cfg: Any, *, project_dir: str, grad_accumulation: int =
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 
+    from accelerate.state import AcceleratorState
+
+    # A second run in one process (a study, a notebook, the tests) may ask for another precision; accelerate
+    # keeps the first run's settings in a process-wide singleton unless it is reset (the process and device
+    # part, PartialState, stays).
+    AcceleratorState._reset_state()
     use_cpu = bool(run_cfg.cpu) or not torch.cuda.is_available()
     trackers = _available_trackers(run_cfg.trackers)
     return Accelerator(cpu=use_cpu, mixed_precision=run_cfg.mixed_precision,
