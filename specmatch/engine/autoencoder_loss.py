@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from specmatch.core.components import PairContext, RegularizerInputs
+from specmatch.core.specs import default_adaptive_layer
 
 from .schedule import term_weight
 
@@ -141,7 +142,7 @@ class AutoencoderObjective(nn.Module):
             factor = torch.ones((), device=value.device)
             if slot.config.adaptive is not None and training:
                 cfg = slot.config.adaptive
-                layer = cfg.layer or ("encoder.last" if "features" in slot.needs else "decoder.last")
+                layer = cfg.layer or default_adaptive_layer(slot.needs)
                 factor = adaptive_factor(rec, value, _reference_param(ae, layer), cfg)
                 logs[f"{key}/factor"] = factor
             total = total + weight * factor * value
