@@ -211,8 +211,10 @@ class StageTrainer:
                              num_workers=num_workers)
         bar = tqdm(total=total, initial=start, desc=self.name, disable=not acc.is_local_main_process,
                    dynamic_ncols=True)
+        with torch.random.fork_rng(devices=[]):  # starting a loader draws a seed from the global RNG, which
+            batches = iter(loader)                # would shift dropout after a resume (restored RNG, new loader)
         t0 = time.perf_counter()
-        for step, batch in zip(range(start, total), loader):
+        for step, batch in zip(range(start, total), batches):
             cpu_gen, dev_gen = step_generators(self.seed, self.name, step, acc.process_index, acc.device)
             logs = step_fn(batch, step, cpu_gen, dev_gen)
             self.step = step + 1
