@@ -159,12 +159,15 @@ def _step_dirs(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
-def checkpoint_candidates(folder: Path, key: str) -> list[Path]:
-    """Checkpoints of this stage key, newest first (whether their files are intact is checked on loading)."""
+def checkpoint_candidates(folder: Path, key: str, unreadable: bool = False) -> list[Path]:
+    """Checkpoints of this stage key, newest first (whether their files are intact is checked on loading).
+
+    ``unreadable`` adds those whose train_state.json cannot be read (their key is unknown, so they may be ours).
+    """
     out = []
     for _, path in _step_dirs(folder):
         meta = _read_train_state(path)
-        if meta is not None and meta.get("key") == key:
+        if (meta is None and unreadable) or (meta is not None and meta.get("key") == key):
             out.append(path)
     return out
 
@@ -317,8 +320,7 @@ def save_checkpoint(accelerator, folder: Path, step: int, key: str, state: Check
             _fsync_folder_files(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        mine = [p for p in checkpoint_candidates(folder, key)]  # other stage keys' checkpoints are not ours
-        for p in mine[keep:]:
+        for p in checkpoint_candidates(folder, key)[keep:]:  # only this stage key: others are not ours to prune
             shutil.rmtree(p, ignore_errors=True)
     acc.wait_for_everyone()
     return final

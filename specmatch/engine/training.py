@@ -179,7 +179,7 @@ class StageTrainer:
         if self.resume:
             state = self.checkpoint_state()
             touched = False
-            for path in checkpoint_candidates(self.folder / "checkpoints", self.key):
+            for path in checkpoint_candidates(self.folder / "checkpoints", self.key, unreadable=True):
                 try:
                     self.step = load_checkpoint(acc, path, state)
                 except DamagedFile as e:

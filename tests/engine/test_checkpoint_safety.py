@@ -144,8 +144,8 @@ def test_a_tampered_checkpoint_never_executes_and_resume_falls_back(tmp_path, re
         (newest / name).write_bytes(evil)
     _, model, ema, printed = train(tmp_path, init_seed=1)
     assert not marker.exists()
-    assert any(f"resumed from" in line and f"step {resumed_step}" in line for line in printed), printed
-    if tamper == "every file":  # one line names the damaged file
+    assert any("resumed from" in line and f"step {resumed_step}" in line for line in printed), printed
+    if tamper != "accelerate's custom-object pickles":  # one line names the damaged file
         assert any(line.startswith(f"[toy] checkpoint step_000000004 not used: {newest}/") for line in printed)
     assert_identical(states(model, ema), reference)
 
@@ -153,11 +153,12 @@ def test_a_tampered_checkpoint_never_executes_and_resume_falls_back(tmp_path, re
 def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, reference):
     train(tmp_path, crash_at=5)
     damaged = tmp_path / "checkpoints" / "step_000000004" / "optimizer-0.safetensors"
+    size = damaged.stat().st_size
     damaged.write_bytes(damaged.read_bytes()[:100])
-    trainer, model, ema, printed = train(tmp_path, init_seed=1)
+    _, model, ema, printed = train(tmp_path, init_seed=1)
     assert [line for line in printed if "not used" in line] == [
-        f"[toy] checkpoint step_000000004 not used: {damaged}: 100 bytes, {damaged.stat().st_size} were written"
-        .replace(f"{damaged.stat().st_size} were", f"{json.loads((damaged.parent / 'train_state.json').read_text())['files'][damaged.name]} were")]
+        f"[toy] checkpoint step_000000004 not used: {damaged}: 100 bytes, {size} were written"]
+    assert any("resumed from" in line and "step 2" in line for line in printed)
     assert_identical(states(model, ema), reference)
 
 
@@ -202,9 +203,9 @@ def test_load_weights_names_the_file_and_the_problem(tmp_path):
     model = torch.nn.Linear(4, 2)
     path = tmp_path / "model.safetensors"
     save_weights(model, path)
-    with pytest.raises(SpecmatchError, match="do not fit the Linear.*shape: weight \\(2, 4\\) \\(expected \\(3, 4\\)\\)"):
+    with pytest.raises(SpecmatchError, match=r"do not fit the Linear .*shape: weight \(2, 4\) \(expected \(3, 4\)\)"):
         load_weights(torch.nn.Linear(4, 3), path)
-    path.write_bytes(path.read_bytes()[:1000 if path.stat().st_size > 1000 else 40])
+    path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(SpecmatchError, match=f"cannot load weights from {path}: .*truncated"):
         load_weights(model, path)
     with pytest.raises(SpecmatchError, match="missing"):
