@@ -26,7 +26,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -93,7 +93,7 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _tensor_bytes(tensors: Iterator[torch.Tensor]) -> int:
+def _tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
@@ -285,19 +285,21 @@ def save_checkpoint(accelerator, folder: Path, step: int, key: str, state: Check
             tmp.mkdir(parents=True)
     acc.wait_for_everyone()
     rng, rng_meta = _rng_state()
+    needed = _tensor_bytes(rng.values())
+    if acc.is_main_process:
+        models = {f"model-{n}": acc.unwrap_model(m) for n, m in state.models.items()}
+        models.update({f"ema-{n}": e.module for n, e in state.emas.items()})
+        optimizers = {n: _flatten_optimizer(o.state_dict()) for n, o in state.optimizers.items()}
+        needed += sum(_tensor_bytes(m.state_dict().values()) for m in models.values()) + \
+            sum(_tensor_bytes(t.values()) for t, _ in optimizers.values())
     try:
-        with no_space_message(folder, f"checkpoint step {step}", _tensor_bytes(iter(rng.values()))):
+        with no_space_message(folder, f"checkpoint step {step}", needed):
             save_file(rng, str(tmp / f"rng-{acc.process_index}.safetensors"), metadata=rng_meta)
     except BaseException:
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
     if acc.is_main_process:
-        models = {f"model-{n}": acc.unwrap_model(m) for n, m in state.models.items()}
-        models.update({f"ema-{n}": e.module for n, e in state.emas.items()})
-        optimizers = {n: _flatten_optimizer(o.state_dict()) for n, o in state.optimizers.items()}
-        needed = sum(_tensor_bytes(m.state_dict().values()) for m in models.values()) + \
-            sum(_tensor_bytes(iter(t.values())) for t, _ in optimizers.values())
         try:
             with no_space_message(folder, f"checkpoint step {step}", needed):
                 for stem, module in models.items():
@@ -307,17 +309,21 @@ def save_checkpoint(accelerator, folder: Path, step: int, key: str, state: Check
                     _write_json(tmp / f"optimizer-{name}.json", meta)
                 for name, sched in state.schedulers.items():
                     _write_json(tmp / f"scheduler-{name}.json", sched.state_dict())
-                if acc.scaler is not None:
-                    _write_json(tmp / "grad_scaler.json", acc.scaler.state_dict())
+                if acc.scaler is not None and (scaler := acc.scaler.state_dict()):  # empty before its first use
+                    _write_json(tmp / "grad_scaler.json", scaler)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # frees the space; a half-written folder is never used
             raise
     acc.wait_for_everyone()
     if acc.is_main_process:
-        with no_space_message(folder, f"checkpoint step {step}"):
-            files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
-            _write_json(tmp / "train_state.json", {"format": FORMAT, "step": step, "key": key, "files": files})
-            _fsync_folder_files(tmp)
+        try:
+            with no_space_message(folder, f"checkpoint step {step}", needed):
+                files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
+                _write_json(tmp / "train_state.json", {"format": FORMAT, "step": step, "key": key, "files": files})
+                _fsync_folder_files(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for p in checkpoint_candidates(folder, key)[keep:]:  # only this stage key: others are not ours to prune
@@ -396,7 +402,7 @@ def save_weights(module, path: Path, metadata: dict[str, str] | None = None) -> 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
     tmp = path.with_suffix(".tmp")
     try:
-        with no_space_message(path.parent, path.name, _tensor_bytes(iter(state.values()))):
+        with no_space_message(path.parent, path.name, _tensor_bytes(state.values())):
             path.parent.mkdir(parents=True, exist_ok=True)
             save_file(state, str(tmp), metadata=metadata or {})
             with tmp.open("rb") as f:
