@@ -2,13 +2,15 @@
 
 The loop is explicit: for each global step, fetch the step's batch, run the stage's ``step_fn`` (which does
 forward, backward and optimizer steps through the helpers here), log, checkpoint. Resume restores models,
-optimizers, schedulers, EMA, RNG and the step from the newest matching checkpoint.
+optimizers, schedulers, EMA, RNG and the step from the newest intact checkpoint of the stage key
+(``engine/checkpoint.py``: safetensors and JSON, nothing that executes code when loaded).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -18,21 +20,20 @@ from torch import nn
 
 from specmatch.core.errors import SpecmatchError
 
-from .checkpoint import TrainState, latest_checkpoint, save_checkpoint
+from .checkpoint import CheckpointState, DamagedFile, checkpoint_candidates, load_checkpoint, no_space_message, \
+    save_checkpoint
 from .data import step_loader
 from .runtime import step_generators
 from .schedule import warmup_lambda
 
 
 def begin_stage(accelerator) -> None:
-    """Forget the previous stage's prepared models, optimizers, schedulers and checkpointed objects.
+    """Forget the previous stage's prepared models, optimizers and schedulers.
 
-    A stage's checkpoint must hold only that stage's state: otherwise a run resumed after a finished (and
-    therefore not re-prepared) autoencoder stage would load the autoencoder's entries into the denoiser.
-    ``free_memory`` clears the prepared objects; accelerate has no public call for registered ones.
+    A stage's checkpoint must hold only that stage's state; a trainer without explicit ``track`` calls
+    checkpoints what the accelerator has prepared, so the previous stage's objects must be gone.
     """
     accelerator.free_memory()
-    accelerator._custom_objects.clear()
 
 
 class NonFiniteGuard:
@@ -83,8 +84,13 @@ def make_optimizer(params, cfg: Any, lr: float | None = None):
     return opt, sched
 
 
+def _json_value(v: Any) -> Any:
+    """NaN and infinities become null: JSON has no token for them (the NaN guard's message names the terms)."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
 class MetricsLog:
-    """Training curves as JSON lines (one object per logged step), plus accelerate trackers."""
+    """Training curves as JSON lines (one object per logged step and stage), plus accelerate trackers."""
 
     def __init__(self, path: Path, accelerator, stage: str):
         self.path, self.accelerator, self.stage = path, accelerator, stage
@@ -92,46 +98,110 @@ class MetricsLog:
     def write(self, step: int, values: dict[str, float]) -> None:
         if not self.accelerator.is_main_process:
             return
-        row = {"stage": self.stage, "step": step, **values}
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        row = {"stage": self.stage, "step": step, **{k: _json_value(v) for k, v in values.items()}}
+        with no_space_message(self.path.parent, self.path.name), self.path.open("a") as f:
+            f.write(json.dumps(row, allow_nan=False) + "\n")
         if self.accelerator.trackers:
             self.accelerator.log({f"{self.stage}/{k}": v for k, v in values.items()}, step=step)
 
+    def keep_until(self, step: int) -> None:
+        """Drop this stage's rows after ``step`` (the resumed step), so replayed steps are not logged twice.
+
+        Rewritten atomically; a line cut short by a kill is dropped, and old non-JSON NaN tokens become null.
+        """
+        if not self.accelerator.is_main_process or not self.path.is_file():
+            return
+        rows = []
+        for line in self.path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(row, dict) or (row.get("stage") == self.stage and row.get("step", 0) > step):
+                continue
+            rows.append(json.dumps({k: _json_value(v) for k, v in row.items()}, allow_nan=False) + "\n")
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        with no_space_message(self.path.parent, self.path.name):
+            tmp.write_text("".join(rows))
+        os.replace(tmp, self.path)
+
 
 class StageTrainer:
+    """Runs a stage's steps, logs, checkpoints and resumes.
+
+    Checkpoints hold what ``track`` registered (plus EMA copies from ``add_ema``); without ``track`` calls,
+    every model, optimizer and scheduler the accelerator has prepared since ``begin_stage``.
+    """
+
     def __init__(self, *, accelerator, name: str, folder: Path, key: str, cfg: Any, seed: int, log: MetricsLog,
                  log_every: int, resume: bool):
         self.accelerator, self.name, self.folder, self.key = accelerator, name, folder, key
         self.cfg, self.seed, self.log, self.log_every, self.resume = cfg, seed, log, log_every, resume
-        self.state = TrainState()
+        self.step = 0
         self.emas: list[Any] = []
+        self.tracked = CheckpointState()
+
+    def track(self, name: str, *, model=None, optimizer=None, scheduler=None) -> None:
+        """Checkpoint these (prepared) objects under ``name``; call before ``restore``."""
+        for kind, obj in (("models", model), ("optimizers", optimizer), ("schedulers", scheduler)):
+            if obj is not None:
+                self.tracked.add(kind, name, obj)
 
     def add_ema(self, module: nn.Module, decay: float):
-        """timm's ModelEmaV3 keeps the EMA copy; registered so checkpoints include it."""
+        """timm's ModelEmaV3 keeps the EMA copy; checkpointed with the stage."""
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(self.accelerator.unwrap_model(module), decay=decay, device=self.accelerator.device)
-        self.accelerator.register_for_checkpointing(ema)
         self.emas.append(ema)
         return ema
 
+    def checkpoint_state(self) -> CheckpointState:
+        state = CheckpointState()
+        t = self.tracked
+        if not (t.models or t.optimizers or t.schedulers):  # what accelerate's own save_state would save
+            acc = self.accelerator
+            for kind, objs in (("models", acc._models), ("optimizers", acc._optimizers),
+                               ("schedulers", acc._schedulers)):
+                for i, obj in enumerate(objs):
+                    state.add(kind, str(i), obj)
+        else:
+            state.models, state.optimizers, state.schedulers = dict(t.models), dict(t.optimizers), \
+                dict(t.schedulers)
+        state.emas = {str(i): ema for i, ema in enumerate(self.emas)}
+        return state
+
     def restore(self) -> int:
-        self.accelerator.register_for_checkpointing(self.state)
-        ckpt_dir = self.folder / "checkpoints"
+        """Load the newest intact checkpoint of this stage key (falling back past damaged ones); returns the step.
+
+        The stage's rows after that step are dropped from metrics.jsonl, so each (stage, step) has one row.
+        """
+        acc = self.accelerator
         if self.resume:
-            latest = latest_checkpoint(ckpt_dir, self.key)
-            if latest is not None:
-                self.accelerator.load_state(str(latest))
-                self.accelerator.print(f"[{self.name}] resumed from {latest} (step {self.state.step})")
-        return self.state.step
+            state = self.checkpoint_state()
+            touched = False
+            for path in checkpoint_candidates(self.folder / "checkpoints", self.key, unreadable=True):
+                try:
+                    self.step = load_checkpoint(acc, path, state)
+                except DamagedFile as e:
+                    acc.print(f"[{self.name}] checkpoint {path.name} not used: {e}")
+                    touched = touched or e.partial
+                    continue
+                acc.print(f"[{self.name}] resumed from {path} (step {self.step})")
+                break
+            else:
+                if touched:  # a fresh start needs the freshly built weights, which are partly overwritten
+                    raise SpecmatchError(
+                        f"[{self.name}] no checkpoint in {self.folder / 'checkpoints'} could be loaded; rerun with "
+                        f"--no-resume, or delete that folder, to train the stage from the start")
+        self.log.keep_until(self.step)
+        return self.step
 
     def run(self, dataset, step_fn: Callable[[Any, int, torch.Generator, torch.Generator], dict[str, float]],
             num_workers: int = 0) -> None:
         from tqdm.auto import tqdm
 
         acc = self.accelerator
-        start = self.state.step
+        start = self.step
         total = self.cfg.steps
         if start >= total:
             return
@@ -141,11 +211,13 @@ class StageTrainer:
                              num_workers=num_workers)
         bar = tqdm(total=total, initial=start, desc=self.name, disable=not acc.is_local_main_process,
                    dynamic_ncols=True)
+        with torch.random.fork_rng(devices=[]):  # starting a loader draws a seed from the global RNG, which
+            batches = iter(loader)                # would shift dropout after a resume (restored RNG, new loader)
         t0 = time.perf_counter()
-        for step, batch in zip(range(start, total), loader):
+        for step, batch in zip(range(start, total), batches):
             cpu_gen, dev_gen = step_generators(self.seed, self.name, step, acc.process_index, acc.device)
             logs = step_fn(batch, step, cpu_gen, dev_gen)
-            self.state.step = step + 1
+            self.step = step + 1
             if (step + 1) % self.log_every == 0 or step + 1 == total:
                 logs["time/step_seconds"] = (time.perf_counter() - t0) / max(1, step + 1 - start)
                 self.log.write(step + 1, logs)
@@ -153,6 +225,6 @@ class StageTrainer:
             bar.update(1)
             every = self.cfg.checkpoint_every
             if every and (step + 1) % every == 0 and step + 1 < total:
-                save_checkpoint(acc, self.folder / "checkpoints", step + 1, self.key)
+                save_checkpoint(acc, self.folder / "checkpoints", step + 1, self.key, self.checkpoint_state())
         bar.close()
-        save_checkpoint(acc, self.folder / "checkpoints", total, self.key)
+        save_checkpoint(acc, self.folder / "checkpoints", total, self.key, self.checkpoint_state())
