@@ -29,6 +29,7 @@ from .checkpoint import (
     write_json_atomic,
 )
 from .latents import LatentNormalizer, compute_latent_stats, load_latent_stats, save_latent_stats
+from .run_lock import RunLock
 from .runtime import make_accelerator, replay, seed_stage_rng, seeded_init
 from .training import MetricsLog, NonFiniteGuard, StageTrainer, begin_stage, make_optimizer
 
@@ -160,6 +161,9 @@ class Pipeline:
         trainer = StageTrainer(accelerator=acc, name="autoencoder", folder=folder, key=stage.key, cfg=cfg,
                                seed=self.seed("autoencoder"), log=MetricsLog(self.log_path, acc, "autoencoder"),
                                log_every=self.recipe.run.log_every, resume=self.resume)
+        trainer.track("autoencoder", model=objective, optimizer=opt, scheduler=sched)
+        if disc is not None:
+            trainer.track("discriminator", model=disc, optimizer=d_opt, scheduler=d_sched)
         ema = trainer.add_ema(acc.unwrap_model(objective).autoencoder, cfg.ema_decay) if cfg.ema_decay else None
         trainer.restore()
         guard = NonFiniteGuard(acc, "autoencoder", cfg.max_nonfinite_steps)
@@ -263,7 +267,7 @@ class Pipeline:
             if acc.is_main_process:
                 save_latent_stats(stats, path, {"mode": cfg.mode, "images": str(cfg.images),
                                                 "flips": str(cfg.flips), "stage_key": stage.key})
-                mark_stage_complete(stage.folder / "latent_stats", stage.key)
+                mark_stage_complete(stage.folder / "latent_stats", stage.key, files=[path])
             acc.wait_for_everyone()
             self._timed("latent_stats", t0)
         stats = load_latent_stats(path)
@@ -319,6 +323,7 @@ class Pipeline:
         trainer = StageTrainer(accelerator=acc, name="denoiser", folder=folder, key=stage.key, cfg=cfg,
                                seed=self.seed("denoiser"), log=MetricsLog(self.log_path, acc, "denoiser"),
                                log_every=self.recipe.run.log_every, resume=self.resume)
+        trainer.track("denoiser", model=model, optimizer=opt, scheduler=sched)
         ema = trainer.add_ema(denoiser_of(model), cfg.ema_decay) if cfg.ema_decay else None
         trainer.restore()
         guard = NonFiniteGuard(acc, "denoiser", cfg.max_nonfinite_steps)
@@ -470,7 +475,8 @@ class Pipeline:
 
 def run_pipeline(resolved: ResolvedRecipe, plan: Plan, *, resume: bool = True) -> dict[str, Any]:
     pipeline = Pipeline(resolved, plan, resume=resume)
-    metrics = pipeline.run()
+    with RunLock(pipeline.out, enabled=pipeline.acc.is_main_process):
+        metrics = pipeline.run()
     if pipeline.acc.is_main_process:
         print(metrics_table(metrics))
     return metrics
