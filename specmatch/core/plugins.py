@@ -24,7 +24,6 @@ import inspect
 import os
 import sys
 import traceback
-import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable
@@ -260,12 +259,6 @@ def load_plugins(*, plugin_files: Iterable[str | Path] = (), disabled: Iterable[
         records.append(_register(pm, module, record))
 
     return LoadedPlugins(manager=pm, records=records)
-
-
-def warn_broken(plugins: LoadedPlugins) -> None:
-    """One warning per broken plugin (the CLI prints these on stderr)."""
-    for r in plugins.broken:
-        warnings.warn(f"plugin {r.name} ({r.distribution} {r.version}) is broken: {r.reason}", stacklevel=2)
 
 
 def hook_kinds() -> dict[str, str]:
