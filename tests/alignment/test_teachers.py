@@ -1,4 +1,4 @@
-"""Feature teachers (timm from local weights, offline stand-ins) and the DoG band-pass on feature maps."""
+"""Feature teachers (timm from local weights, the offline ST-LPIPS stand-in) and the DoG band-pass on feature maps."""
 
 import hashlib
 import importlib.util
