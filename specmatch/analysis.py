@@ -13,7 +13,6 @@ DSM's low-pass fidelity. Used by ``specmatch analyze``, by the evaluation stage 
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import torch
@@ -141,7 +140,3 @@ def plot_spectrum(report: dict[str, Any], path, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-def finite(value: float) -> float | None:
-    return value if isinstance(value, float) and math.isfinite(value) else None

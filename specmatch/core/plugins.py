@@ -3,7 +3,8 @@
 Start-up order (``load_plugins``):
 
 1. a fresh ``pluggy.PluginManager`` with specmatch's hook specs;
-2. built-in plugin modules (``specmatch.plugins.BUILTIN_PLUGINS``), registered like any other plugin;
+2. built-in plugin modules (:data:`BUILTIN_PLUGINS`, imported by name like entry points, so core never
+   imports ``specmatch.plugins`` itself), registered like any other plugin;
 3. unless ``SPECMATCH_DISABLE_PLUGIN_AUTOLOAD`` is set: entry points of group ``specmatch``, de-duplicated by
    distribution, filtered by the allow-list (``SPECMATCH_PLUGINS``) and block-list
    (``SPECMATCH_DISABLE_PLUGINS`` / ``--disable-plugin``), sorted, each loaded inside ``try``;
@@ -24,7 +25,6 @@ import inspect
 import os
 import sys
 import traceback
-import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable
@@ -40,6 +40,16 @@ ENTRY_POINT_GROUP = "specmatch"
 ENV_AUTOLOAD_OFF = "SPECMATCH_DISABLE_PLUGIN_AUTOLOAD"
 ENV_DISABLE = "SPECMATCH_DISABLE_PLUGINS"
 ENV_ALLOW = "SPECMATCH_PLUGINS"
+
+#: The built-in plugin modules, in registration order (re-exported as ``specmatch.plugins.BUILTIN_PLUGINS``).
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "specmatch.plugins.datasets",
+    "specmatch.plugins.autoencoders",
+    "specmatch.plugins.regularizers",
+    "specmatch.plugins.reconstruction",
+    "specmatch.plugins.alignment",
+    "specmatch.plugins.diffusion",
+)
 
 
 def _norm_dist(name: str) -> str:
@@ -193,8 +203,6 @@ def _register(pm: pluggy.PluginManager, plugin: Any, record: PluginRecord) -> Pl
 def load_plugins(*, plugin_files: Iterable[str | Path] = (), disabled: Iterable[str] = (),
                  autoload: bool | None = None, builtins: bool = True) -> LoadedPlugins:
     """Discover and register plugins; see the module docstring for the order."""
-    from specmatch.plugins import BUILTIN_PLUGINS
-
     pm = new_manager()
     records: list[PluginRecord] = []
     version = _specmatch_version()
@@ -260,12 +268,6 @@ def load_plugins(*, plugin_files: Iterable[str | Path] = (), disabled: Iterable[
         records.append(_register(pm, module, record))
 
     return LoadedPlugins(manager=pm, records=records)
-
-
-def warn_broken(plugins: LoadedPlugins) -> None:
-    """One warning per broken plugin (the CLI prints these on stderr)."""
-    for r in plugins.broken:
-        warnings.warn(f"plugin {r.name} ({r.distribution} {r.version}) is broken: {r.reason}", stacklevel=2)
 
 
 def hook_kinds() -> dict[str, str]:

@@ -31,7 +31,7 @@ else:  # pragma: no cover
 
 from .errors import Problem, RecipeError, SpecmatchError, merge_problems
 from .schema import COMPONENT_TABLES, Recipe, RegularizerConfig
-from .specs import KINDS, ComponentSpec
+from .specs import ComponentSpec
 from .structure import join, structure, unstructure
 
 MAX_EXTENDS_DEPTH = 8
@@ -726,7 +726,3 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = (), *, registry: An
     if problems:
         raise RecipeError(str(source), problems)
     return resolved
-
-
-def kind_label(kind: str) -> str:
-    return KINDS[kind].label if kind in KINDS else kind

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 import attrs
 
 from .errors import PluginConflictError, SpecmatchError
-from .plugins import LoadedPlugins, PluginRecord, hook_kinds
+from .plugins import LoadedPlugins, hook_kinds
 from .specs import KINDS, PLUGIN_API, SPEC_CLASSES, ComponentSpec, normalise_name
 
 
@@ -147,7 +147,3 @@ def _conflict_message(kind: str, name: str, specs: list[ComponentSpec]) -> str:
     else:
         remedy = f"uninstall one or set SPECMATCH_DISABLE_PLUGINS={target.distribution}"
     return f"{KINDS[kind].label} {name!r} is provided by {listed}; {remedy}"
-
-
-def plugin_records_json(records: Iterable[PluginRecord]) -> list[dict]:
-    return [r.to_json() for r in records]

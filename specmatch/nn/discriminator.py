@@ -1,4 +1,4 @@
-"""PatchGAN discriminator and hinge losses (the authors' ``modules/discriminator.py``; method.md s4.2-4.3).
+"""PatchGAN discriminator and its hinge loss (the authors' ``modules/discriminator.py``; method.md s4.2-4.3).
 
 The discriminator maps images (B, in_channels, H, W) in [-1, 1] to a grid of real/fake logits, one per
 overlapping patch: a 256x256 input gives (B, 1, 30, 30). For multi-GPU training convert its BatchNorm layers
@@ -9,7 +9,6 @@ The adaptive GAN weight lives in ``specmatch.nn.adaptive``.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -82,8 +81,3 @@ def hinge_d_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
     ``hinge_d_loss`` multiplies the same sum by 0.5; specmatch follows the authors.
     """
     return F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean()
-
-
-def generator_hinge_loss(logits_fake: Tensor) -> Tensor:
-    """Generator (autoencoder) GAN loss: ``-mean(logits_fake)`` (a scalar)."""
-    return -torch.mean(logits_fake)

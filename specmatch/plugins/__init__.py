@@ -1,11 +1,9 @@
 """Built-in plugins. Each module is written exactly like a third-party plugin: ``@hookimpl`` functions that
-return spec records, light at import (torch and model code are imported inside factories)."""
+return spec records, light at import (torch and model code are imported inside factories).
 
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "specmatch.plugins.datasets",
-    "specmatch.plugins.autoencoders",
-    "specmatch.plugins.regularizers",
-    "specmatch.plugins.reconstruction",
-    "specmatch.plugins.alignment",
-    "specmatch.plugins.diffusion",
-)
+Core loads them by module name (``BUILTIN_PLUGINS``, defined in :mod:`specmatch.core.plugins`), so the
+import arrows run one way: plugins import core, core never imports plugins."""
+
+from specmatch.core.plugins import BUILTIN_PLUGINS
+
+__all__ = ["BUILTIN_PLUGINS"]

@@ -46,12 +46,35 @@ def test_a_larger_teacher_grid_is_area_averaged_and_a_smaller_one_interpolated()
     assert torch.allclose(resample_grid(constant, (5, 5)), torch.full((1, 3, 5, 5), 2.5))
 
 
+def _gaussian_response(sigma: float, size: int, omega: float) -> float:
+    """Closed-form response of a sampled Gaussian (taps -r..r, normalised to sum 1) to cos(omega x)."""
+    taps = np.arange(size) - size // 2
+    weights = np.exp(-taps**2 / (2 * sigma**2))
+    return float(np.sum(weights * np.cos(omega * taps)) / np.sum(weights))
+
+
 def test_dog_target_filters_on_the_teacher_grid_before_resampling():
-    features = torch.randn(2, 4, 8, 8)
+    """Separable cosines cos(a r) cos(b c) with a, b multiples of pi/(n-1) are mirror-symmetric about both
+    borders, so reflect padding continues them exactly and the DoG scales each by its gain
+    g_low(a) g_low(b) - g_high(a) g_high(b). The 4x4 targets are then 2x2 block means of the filtered map."""
+    n = 8
     dog = {"sigma_low": 0.6, "kernel_low": 3, "sigma_high": 2.0, "kernel_high": 5}
-    got = alignment_targets(features, (4, 4), target_filter="dog", dog=dog)
-    expected = resample_grid(dog_filter(features, **dog), (4, 4)).flatten(2).transpose(1, 2)
-    assert torch.allclose(got, expected, atol=1e-6)
+    frequencies = [(1, 2), (3, 0), (2, 5)]  # (m_row, m_col) per channel: omega = pi m / (n - 1)
+    idx = np.arange(n)
+    maps, gains = [], []
+    for m_row, m_col in frequencies:
+        a, b = np.pi * m_row / (n - 1), np.pi * m_col / (n - 1)
+        maps.append(np.outer(np.cos(a * idx), np.cos(b * idx)))
+        gains.append(_gaussian_response(0.6, 3, a) * _gaussian_response(0.6, 3, b)
+                     - _gaussian_response(2.0, 5, a) * _gaussian_response(2.0, 5, b))
+    features = np.stack(maps)[None]  # (1, 3, 8, 8)
+    filtered = features * np.array(gains)[None, :, None, None]
+    expected = filtered.reshape(1, 3, 4, 2, 4, 2).mean(axis=(3, 5)).reshape(1, 3, 16).transpose(0, 2, 1)
+    got = alignment_targets(torch.from_numpy(features), (4, 4), target_filter="dog", dog=dog)
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-10)
+    # resampling first and filtering on the 4x4 grid would give other targets
+    wrong = dog_filter(resample_grid(torch.from_numpy(features), (4, 4)), **dog).flatten(2).transpose(1, 2)
+    assert np.abs(wrong.numpy() - expected).max() > 0.05
     # a band-pass: a spatially constant teacher map gives all-zero targets
     flat = alignment_targets(torch.ones(1, 3, 8, 8) * 4, (8, 8), target_filter="dog", dog=dog)
     assert flat.abs().max() < 1e-5

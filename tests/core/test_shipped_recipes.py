@@ -44,10 +44,25 @@ def test_shipped_recipe_validates(path):
             assert problem.message.endswith("does not exist"), problem.render()
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=_id)
-def test_shipped_recipe_starts_with_a_comment(path):
-    first = path.read_text(encoding="utf-8").splitlines()[0]
-    assert first.startswith("# ") and len(first) > 10, f"{_id(path)} must start with a comment saying what it is"
+def test_recipes_list_shows_every_shipped_recipe_with_its_purpose():
+    """`specmatch recipes list --bases` on the shipped folder: one row per recipe, each with the purpose its
+    header comment states (bases marked), so no shipped recipe is listed without saying what it is for."""
+    from specmatch.testing import invoke_cli
+
+    result = invoke_cli("recipes", "list", str(ROOT / "recipes"), "--bases")
+    assert result.exit_code == 0, result.output
+    rows = {}
+    for line in result.output.splitlines()[1:]:
+        name, _, purpose = line.partition("  ")
+        rows[name] = purpose.strip()
+    expected = {path.relative_to(ROOT / "recipes").as_posix(): path for path in RECIPES}
+    assert set(rows) == set(expected)
+    for name, path in expected.items():
+        first = path.read_text(encoding="utf-8").splitlines()[0]
+        assert first.startswith("# "), f"{name} must start with a comment saying what it is"
+        purpose = rows[name].removeprefix("(base) ") if _is_base(path) else rows[name]
+        assert rows[name].startswith("(base) ") == _is_base(path), rows[name]
+        assert len(purpose) > 8 and first[2:].strip().startswith(purpose.removesuffix("...")), (name, purpose)
 
 
 @pytest.mark.parametrize("path", [p for p in RECIPES if not _is_base(p)], ids=_id)

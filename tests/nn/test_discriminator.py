@@ -7,7 +7,7 @@ import torch
 
 from specmatch.core.errors import SpecmatchError
 from specmatch.nn.adaptive import adaptive_weight
-from specmatch.nn.discriminator import PatchGAN, generator_hinge_loss, hinge_d_loss, init_patchgan_weights
+from specmatch.nn.discriminator import PatchGAN, hinge_d_loss, init_patchgan_weights
 
 
 def test_logits_grid_at_256_is_30x30():
@@ -70,11 +70,10 @@ def test_norm_none_and_bad_norm():
         PatchGAN(norm="group")
 
 
-def test_hinge_losses_on_hand_made_logits():
+def test_hinge_loss_on_hand_made_logits():
     real = torch.tensor([2.0, 0.5, -1.0])  # relu(1 - r) = 0, 0.5, 2   -> mean 5/6
     fake = torch.tensor([-2.0, 0.0, 1.5])  # relu(1 + f) = 0, 1, 2.5   -> mean 7/6
     assert hinge_d_loss(real, fake).item() == pytest.approx(5 / 6 + 7 / 6)
-    assert generator_hinge_loss(fake).item() == pytest.approx(-(-0.5 / 3))
 
 
 def _linear_losses(other_direction):

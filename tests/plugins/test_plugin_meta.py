@@ -1,5 +1,5 @@
-"""Meta tests: every hook is documented (docstring and docs/plugins.md), every built-in parameter has a doc,
-and the light paths (``import specmatch``, ``--help``, ``--version``, listing, validating) never import torch."""
+"""Meta tests: every hook is documented in docs/plugins.md, every built-in parameter has a doc, and the light
+paths (``import specmatch``, ``--help``, ``--version``, listing, validating) never import torch."""
 
 from __future__ import annotations
 
@@ -12,9 +12,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from click.testing import CliRunner
 
-from specmatch.cli import main
 from specmatch.core import hookspecs
 from specmatch.core.plugins import load_plugins
 from specmatch.core.registry import Registry
@@ -31,12 +29,6 @@ HOOKS = sorted(name for name, fn in vars(hookspecs).items()
 def test_hooks_are_the_kinds_plus_validation():
     assert {k.hook for k in KINDS.values()} | {"specmatch_validate_recipe"} == set(HOOKS)
     assert all(hasattr(getattr(hookspecs, h), "specmatch_spec") for h in HOOKS)  # marked with @hookspec
-
-
-@pytest.mark.parametrize("hook", HOOKS)
-def test_every_hook_has_a_docstring(hook):
-    doc = inspect.getdoc(getattr(hookspecs, hook)) or ""
-    assert len(doc) > 30, f"{hook} needs a docstring saying what it registers"
 
 
 @pytest.mark.parametrize("hook", HOOKS)
@@ -78,16 +70,6 @@ def test_every_builtin_has_a_summary_and_documented_params(spec: ComponentSpec):
 
 def test_builtins_cover_every_kind():
     assert {s.kind for s in BUILTIN_SPECS} == set(KINDS)
-
-
-@pytest.mark.parametrize("command", [["--help"], ["components", "--help"], ["components", "list", "--help"],
-                                     ["components", "info", "--help"], ["plugins", "--help"],
-                                     ["plugins", "list", "--help"], ["validate", "--help"], ["run", "--help"],
-                                     ["env", "--help"]])
-def test_every_help_works(command):
-    result = CliRunner().invoke(main, command)
-    assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("Usage: ")
 
 
 # -- no torch on light paths -----------------------------------------------------------------------------------
