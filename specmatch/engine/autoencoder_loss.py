@@ -18,7 +18,6 @@ from typing import Any
 
 import attrs
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from specmatch.core.components import PairContext, RegularizerInputs
@@ -176,7 +175,3 @@ def to_floats(logs: dict[str, Any]) -> dict[str, float]:
     for k, v in logs.items():
         out[k] = float(v.detach().float().mean().item()) if isinstance(v, torch.Tensor) else float(v)
     return out
-
-
-def pixel_error(x_hat: torch.Tensor, x: torch.Tensor) -> float:
-    return float(F.l1_loss(x_hat.float(), x.float()).item())

@@ -45,9 +45,6 @@ class StepBatchSampler(Sampler[list[int]]):
             out += [(epoch, i) for i in perm[offset:offset + take].tolist()]
         return out
 
-    def global_indices(self, step: int) -> list[int]:
-        return [index for _, index in self.global_keys(step)]
-
     def __iter__(self) -> Iterator[list[int]]:
         per = self.global_batch // self.world
         for step in range(self.start_step, self.num_steps):

@@ -7,9 +7,7 @@ folder: ``recipe.toml``, ``metrics.json``, ``metrics.jsonl``, ``autoencoder/`` (
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 import torch

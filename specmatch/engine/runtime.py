@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from typing import Any
 
 import torch
@@ -93,8 +92,3 @@ def seeded_init(seed: int, *parts: Any):
 def seed_stage_rng(seed: int, stage: str, rank: int) -> None:
     """Seed the global RNGs (dropout and other draws without an explicit generator) at a stage's start."""
     torch.manual_seed(derive_seed(seed, "global", stage, rank))
-
-
-def in_launched_process() -> bool:
-    return any(k in os.environ for k in ("LOCAL_RANK", "ACCELERATE_PROCESS_ID")) and \
-        int(os.environ.get("WORLD_SIZE", "1")) > 1
