@@ -104,9 +104,9 @@ def _check_denoiser(resolved: "ResolvedRecipe", facts: dict[str, Facts]) -> list
             and not recipe.train.denoiser.class_conditional):
         comp = resolved.components["sampler"]
         problems.append(Problem(param_path(comp, sampler.needs_labels),
-                                f"needs class labels (classifier-free guidance), but the denoiser is "
-                                f"unconditional; set train.denoiser.class_conditional = true with a labelled "
-                                f"dataset, or leave it at its default"))
+                                "needs class labels (classifier-free guidance), but the denoiser is "
+                                "unconditional; set train.denoiser.class_conditional = true with a labelled "
+                                "dataset, or leave it at its default"))
     return problems
 
 
