@@ -52,7 +52,8 @@ ESM_DSM = "[{ name = 'esm', weight = 0.01 }, { name = 'dsm' }]"
 def engine_loop(steps: int, batch: int, preset: str, resolution: int, regularizers: str = KL_ONLY) -> float:
     from specmatch.core.plan import make_plan
     from specmatch.core.recipe import load_recipe
-    from specmatch.engine.pipeline import Pipeline
+    from specmatch.engine.pipeline import build_datasets, make_run_context
+    from specmatch.engine.stages import autoencoder_stage
 
     overrides = [f"train.autoencoder.steps={steps}", f"train.autoencoder.batch_size={batch}",
                  "train.autoencoder.checkpoint_every=0", "train.autoencoder.analyze_every=0",
@@ -61,11 +62,8 @@ def engine_loop(steps: int, batch: int, preset: str, resolution: int, regularize
                  "latent_stats.images=32", "evaluation.reconstruction_images=0", "evaluation.spectrum_images=0"]
     resolved = load_recipe(ROOT / "recipes" / "cpu" / "base.toml", overrides)
     with tempfile.TemporaryDirectory() as tmp:
-        pipe = Pipeline(resolved, make_plan(resolved, Path(tmp)), resume=False)
-        data = pipe.build("data")
-        pipe.train_set, pipe.test_set = data["train"], data["test"]
-        pipe.upstream["num_classes"] = 0
-        pipe.autoencoder_stage()
+        run = make_run_context(resolved, make_plan(resolved, Path(tmp)), resume=False)
+        autoencoder_stage(run, *build_datasets(run))
         rows = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
     return rows[-1]["time/step_seconds"]
 

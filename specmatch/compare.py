@@ -24,7 +24,9 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def run_metrics(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "metrics.json"
+    from specmatch.core.layout import RunLayout
+
+    path = RunLayout(run_dir).metrics
     if not path.is_file():
         raise SpecmatchError(f"{run_dir} has no metrics.json (not a finished specmatch run)")
     metrics = json.loads(path.read_text())

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import attrs
 
+from .layout import RunLayout
 from .recipe import ResolvedRecipe
 
 STAGES = ("autoencoder", "latent_stats", "denoiser", "evaluation")
@@ -69,13 +70,14 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
     key = h(ae_key, json.dumps(ae_table, sort_keys=True))
     if ae_from is not None:
         key = h("from_run", str(ae_from.resolve()))
-    stages.append(Stage(name="autoencoder", key=key, folder=output_dir / "autoencoder", reused_from=ae_from,
+    layout = RunLayout(output_dir)
+    stages.append(Stage(name="autoencoder", key=key, folder=layout.stage_folder("autoencoder"), reused_from=ae_from,
                         description=(f"train {r.autoencoder.name} for {ae_train.steps} steps "
                                      f"(batch {ae_train.batch_size}; regularizers: {regs})")
                         if ae_from is None else f"{r.autoencoder.name} trained in another run"))
     key = h(key, resolved.section_hash("latent_stats"))
     stages.append(Stage(name="latent_stats", key=key if ae_from is None else h("from_run", str(ae_from)),
-                        folder=output_dir / "autoencoder", reused_from=ae_from,
+                        folder=layout.stage_folder("latent_stats"), reused_from=ae_from,
                         description=f"{r.latent_stats.mode} latent mean/std over {r.latent_stats.images} images"
                                     + (" (+flips)" if r.latent_stats.flips else "")))
     if r.denoiser is not None:
@@ -88,11 +90,12 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
             dog = " (DoG target)" if r.repa.target_filter == "dog" else ""
             den_what += f"; REPA {r.repa.weight:g} at block {r.repa.depth} to {r.alignment.name}{dog}"
         key = h(key, resolved.section_hash(*den_tables), json.dumps(den_table, sort_keys=True))
-        stages.append(Stage(name="denoiser", key=key, folder=output_dir / "denoiser", description=den_what))
+        stages.append(Stage(name="denoiser", key=key, folder=layout.stage_folder("denoiser"),
+                            description=den_what))
     ev = r.evaluation
     key = h(key, resolved.section_hash("sampler", "evaluation"))
     what = f"PSNR/SSIM on {ev.reconstruction_images} held-out images"
     if r.denoiser is not None:
         what += f"; {ev.num_samples} samples with {r.sampler.name} -> FID/KID (N={ev.num_samples})"
-    stages.append(Stage(name="evaluation", key=key, folder=output_dir, description=what))
+    stages.append(Stage(name="evaluation", key=key, folder=layout.stage_folder("evaluation"), description=what))
     return Plan(output_dir=output_dir, stages=tuple(stages))

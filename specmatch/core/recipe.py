@@ -30,6 +30,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import Problem, RecipeError, SpecmatchError, merge_problems
+from .layout import MODEL_FILE, RunLayout
 from .schema import COMPONENT_TABLES, Recipe, RegularizerConfig
 from .specs import ComponentSpec
 from .structure import join, structure, unstructure
@@ -445,11 +446,12 @@ def _load_from_run(cfg: Any, recipe_dir: Path) -> tuple[dict | None, list[Proble
     if "\0" in cfg.from_run:
         return None, [Problem("autoencoder.from_run", f"{cfg.from_run!r} is not a valid path (NUL character)")]
     run_dir = (recipe_dir / Path(cfg.from_run).expanduser())
-    data, read_problems = read_toml(run_dir / "recipe.toml", "autoencoder.from_run")
+    layout = RunLayout(run_dir)
+    data, read_problems = read_toml(layout.recipe, "autoencoder.from_run")
     if data is None:
         msg = f"{run_dir} is not a specmatch run folder (no readable recipe.toml)"
         return None, problems + [Problem("autoencoder.from_run", msg)]
-    run_ae, why = _recorded_autoencoder(data, run_dir / "recipe.toml")
+    run_ae, why = _recorded_autoencoder(data, layout.recipe)
     if run_ae is None:
         return None, [Problem("autoencoder.from_run", why)]
     data = {**data, "autoencoder": run_ae}
@@ -461,9 +463,9 @@ def _load_from_run(cfg: Any, recipe_dir: Path) -> tuple[dict | None, list[Proble
                                                f"({run_ae['name']!r}): {'; '.join(differences)}; the weights "
                                                f"there are that autoencoder's, so remove these keys or drop "
                                                f"from_run"))
-    if not (run_dir / "autoencoder" / "model.safetensors").exists():
+    if not (layout.autoencoder / MODEL_FILE).exists():
         problems.append(Problem("autoencoder.from_run",
-                                f"{run_dir} has no trained autoencoder yet (autoencoder/model.safetensors)"))
+                                f"{run_dir} has no trained autoencoder yet ({layout.autoencoder / MODEL_FILE})"))
     return data, problems
 
 

@@ -16,16 +16,17 @@ def load_run_autoencoder(run_dir: Path, *, registry=None):
     from specmatch.core.recipe import load_recipe
 
     from . import build as B
-    from .checkpoint import final_weights, load_weights
+    from specmatch.core.layout import RunLayout, final_weights
 
-    recipe_path = run_dir / "recipe.toml"
-    if not recipe_path.is_file():
+    from .checkpoint import load_weights
+
+    layout = RunLayout(run_dir)
+    if not layout.recipe.is_file():
         raise SpecmatchError(f"{run_dir} is not a specmatch run folder (no recipe.toml)")
-    resolved = load_recipe(recipe_path, registry=registry)
-    folder = run_dir / "autoencoder"
-    weights = final_weights(folder)
+    resolved = load_recipe(layout.recipe, registry=registry)
+    weights = final_weights(layout.autoencoder)
     if not weights.exists():
-        raise SpecmatchError(f"{run_dir} has no trained autoencoder yet ({folder}/model.safetensors)")
+        raise SpecmatchError(f"{run_dir} has no trained autoencoder yet ({weights})")
     ctx = B.context(resolved, run_dir, {})
     data = B.build(resolved.component("data"), ctx)
     ae = B.build(B.autoencoder_component(resolved), ctx)

@@ -31,6 +31,7 @@ from typing import Any, Iterable, Iterator
 import torch
 
 from specmatch.core.errors import SpecmatchError, WeightsError
+from specmatch.core.layout import EMA_FILE, MARKER_FILE, MODEL_FILE
 
 FORMAT = "specmatch-checkpoint-1"
 _STEP_DIR = re.compile(r"^step_(\d{9})$")
@@ -438,12 +439,6 @@ def load_weights(module, path: Path) -> None:
     module.load_state_dict(state)
 
 
-def final_weights(folder: Path) -> Path:
-    """The weights a finished stage is used with: the EMA copy when there is one, else the trained model."""
-    ema = folder / "ema.safetensors"
-    return ema if ema.exists() else folder / "model.safetensors"
-
-
 def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with no_space_message(path.parent, path.name):
@@ -452,7 +447,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-_STAGE_FILES = ("model.safetensors", "ema.safetensors")  # what a training stage leaves, see final_weights
+_STAGE_FILES = (MODEL_FILE, EMA_FILE)  # what a training stage leaves, see final_weights
 
 
 def _say(message: str) -> None:
@@ -468,7 +463,7 @@ def stage_complete(folder: Path, key: str) -> bool:
     it instead of failing on every rerun. Markers written before files were recorded are checked against the
     stage's weight files.
     """
-    marker = folder / "stage.json"
+    marker = folder / MARKER_FILE
     try:
         meta = json.loads(marker.read_text())
     except (OSError, ValueError, UnicodeDecodeError):
@@ -504,4 +499,4 @@ def mark_stage_complete(folder: Path, key: str, extra: dict | None = None, files
         files = [folder / n for n in _STAGE_FILES if (folder / n).exists()]
     record = {os.path.relpath(p, folder): {"bytes": Path(p).stat().st_size, "sha256": _sha256(Path(p))}
               for p in files}
-    write_json_atomic(folder / "stage.json", {"key": key, **(extra or {}), "files": record})
+    write_json_atomic(folder / MARKER_FILE, {"key": key, **(extra or {}), "files": record})

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from specmatch.core.errors import SpecmatchError
+from specmatch.core.layout import RunLayout
 
 try:
     import fcntl
@@ -29,7 +30,7 @@ class RunLock:
     """
 
     def __init__(self, folder: Path, *, enabled: bool = True):
-        self.path = Path(folder) / ".lock"
+        self.path = RunLayout(Path(folder)).lock
         self.enabled = enabled
         self.fd: int | None = None
 

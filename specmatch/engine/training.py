@@ -8,17 +8,19 @@ optimizers, schedulers, EMA, RNG and the step from the newest intact checkpoint 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 
 from specmatch.core.errors import SpecmatchError
+from specmatch.core.layout import CHECKPOINTS
 
 from .checkpoint import CheckpointState, DamagedFile, checkpoint_candidates, load_checkpoint, no_space_message, \
     save_checkpoint
@@ -140,6 +142,43 @@ class StageTrainer:
         self.step = 0
         self.emas: list[Any] = []
         self.tracked = CheckpointState()
+        self.guard = NonFiniteGuard(accelerator, name, cfg.max_nonfinite_steps)
+
+    def micro_batches(self, model: nn.Module, *tensors: torch.Tensor | None) -> Iterator[tuple]:
+        """The step's ``grad_accumulation`` micro-batches of ``tensors`` (``None`` passes through).
+
+        Every micro-batch but the last runs under accelerate's ``no_sync``, so several processes all-reduce
+        gradients once per optimizer step. (``accelerator.accumulate`` would also divide every backward by
+        the stage's accumulation count, the discriminator's single-batch turns included, and gate
+        ``optimizer.step`` on a hidden counter; the loop here keeps both explicit.) The caller divides each
+        micro-batch's loss by ``cfg.grad_accumulation``.
+        """
+        n = self.cfg.grad_accumulation
+        split = [list(t.chunk(n)) if t is not None else None for t in tensors]
+        count = min((len(s) for s in split if s is not None), default=1)
+        for i in range(count):
+            sync = i == count - 1
+            with contextlib.nullcontext() if sync else self.accelerator.no_sync(model):
+                yield tuple(s[i] if s is not None else None for s in split)
+
+    def update(self, step: int, logs: dict[str, float], *, parameters, optimizer, scheduler, clip: float,
+               ema=None, ema_source: nn.Module | None = None, grad_key: str = "grad_norm") -> bool:
+        """The one update step: clip (logging the norm), skip on non-finite values, step, EMA, zero grads.
+
+        Returns whether the update was applied. Logs ``grad_key`` (when clipping) and ``skipped_steps``.
+        """
+        if clip > 0:
+            logs[grad_key] = float(self.accelerator.clip_grad_norm_(parameters, clip))
+            self.guard.observe({grad_key: logs[grad_key]})
+        applied = not self.guard.skip(step)
+        if applied:
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update(ema_source, step=step)
+        optimizer.zero_grad(set_to_none=True)
+        logs["skipped_steps"] = self.guard.skipped
+        return applied
 
     def track(self, name: str, *, model=None, optimizer=None, scheduler=None) -> None:
         """Checkpoint these (prepared) objects under ``name``; call before ``restore``."""
@@ -179,7 +218,7 @@ class StageTrainer:
         if self.resume:
             state = self.checkpoint_state()
             touched = False
-            for path in checkpoint_candidates(self.folder / "checkpoints", self.key, unreadable=True):
+            for path in checkpoint_candidates(self.folder / CHECKPOINTS, self.key, unreadable=True):
                 try:
                     self.step = load_checkpoint(acc, path, state)
                 except DamagedFile as e:
@@ -191,7 +230,7 @@ class StageTrainer:
             else:
                 if touched:  # a fresh start needs the freshly built weights, which are partly overwritten
                     raise SpecmatchError(
-                        f"[{self.name}] no checkpoint in {self.folder / 'checkpoints'} could be loaded; rerun with "
+                        f"[{self.name}] no checkpoint in {self.folder / CHECKPOINTS} could be loaded; rerun with "
                         f"--no-resume, or delete that folder, to train the stage from the start")
         self.log.keep_until(self.step)
         return self.step
@@ -225,6 +264,6 @@ class StageTrainer:
             bar.update(1)
             every = self.cfg.checkpoint_every
             if every and (step + 1) % every == 0 and step + 1 < total:
-                save_checkpoint(acc, self.folder / "checkpoints", step + 1, self.key, self.checkpoint_state())
+                save_checkpoint(acc, self.folder / CHECKPOINTS, step + 1, self.key, self.checkpoint_state())
         bar.close()
-        save_checkpoint(acc, self.folder / "checkpoints", total, self.key, self.checkpoint_state())
+        save_checkpoint(acc, self.folder / CHECKPOINTS, total, self.key, self.checkpoint_state())

@@ -1,0 +1,56 @@
+"""What every stage of a run reads: the recipe, its plan, the run folder's layout and the accelerator.
+
+A stage takes a :class:`RunContext` and the frozen results of the stages before it, and returns its own
+frozen result; nothing passes between stages through attributes set elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Iterator
+
+import attrs
+
+from specmatch.core.layout import RunLayout
+from specmatch.core.plan import Plan
+from specmatch.core.recipe import ResolvedComponent, ResolvedRecipe
+
+from . import build as B
+from .runtime import derive_seed, seeded_init
+
+
+@attrs.define
+class RunContext:
+    resolved: ResolvedRecipe
+    plan: Plan
+    layout: RunLayout
+    accelerator: Any
+    resume: bool = True
+    #: objects later factories may need, handed to them as ``BuildContext.upstream`` (documented in plugins.md)
+    upstream: dict[str, Any] = attrs.Factory(dict)
+    #: wall time of each stage that ran, in seconds
+    timings: dict[str, float] = attrs.Factory(dict)
+
+    @property
+    def recipe(self):
+        return self.resolved.recipe
+
+    def build(self, path: str) -> Any:
+        """Build the component at ``path`` (None when the recipe has none)."""
+        comp = self.resolved.component(path)
+        return None if comp is None else self.build_component(comp)
+
+    def build_component(self, comp: ResolvedComponent) -> Any:
+        """Build one component with its initial weights drawn from (run seed, component path) only."""
+        with seeded_init(self.recipe.run.seed, comp.path):
+            return B.build(comp, B.context(self.resolved, self.layout.root, self.upstream))
+
+    def seed(self, *parts: Any) -> int:
+        return derive_seed(self.recipe.run.seed, *parts)
+
+    @contextlib.contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.timings[name] = time.perf_counter() - t0
