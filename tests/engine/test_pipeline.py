@@ -123,6 +123,11 @@ def test_two_processes_give_the_same_outputs(tmp_path):
     assert outputs[2]["gen_samples"] == outputs[1]["gen_samples"] == 32
     # same global batch and data stream: reconstruction quality agrees closely
     assert abs(outputs[1]["recon_psnr"] - outputs[2]["recon_psnr"]) < 1.5
+    # the learning-rate schedule counts optimizer steps, not steps times processes (warm-up over 5 steps)
+    lrs = {procs: [(r["stage"], r["step"], r["lr"]) for r in map(json.loads, (tmp_path / f"p{procs}" /
+                                                                             "metrics.jsonl").open())]
+           for procs in (1, 2)}
+    assert lrs[1] == lrs[2]
 
 
 def test_denoiser_runs_share_an_autoencoder_through_from_run(tmp_path):
