@@ -4,7 +4,13 @@ return spec records, light at import (torch and model code are imported inside f
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "specmatch.plugins.datasets",
     "specmatch.plugins.autoencoders",
-    "specmatch.plugins.regularizers",
+    # one module per latent regularizer, each holding its whole term
+    "specmatch.regularizers.kl",
+    "specmatch.regularizers.esm",
+    "specmatch.regularizers.dsm",
+    "specmatch.regularizers.vavae",
+    "specmatch.regularizers.eqvae",
+    "specmatch.regularizers.scale_equivariance",
     "specmatch.plugins.reconstruction",
     "specmatch.plugins.alignment",
     "specmatch.plugins.diffusion",
