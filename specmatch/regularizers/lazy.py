@@ -17,13 +17,17 @@ def torch_classes(define: Callable[[], dict[str, type]], *names: str) -> Callabl
 
     Any other name raises ``AttributeError`` without calling ``define`` (``hasattr`` probes stay torch-free).
     """
-    define = functools.cache(define)
+
+    @functools.cache
+    def classes() -> dict[str, type]:
+        defined = define()
+        for name, cls in defined.items():
+            cls.__qualname__ = name  # found by name like a top-level class (pickle, repr)
+        return defined
 
     def __getattr__(name: str) -> type:
         if name not in names:
             raise AttributeError(name)
-        cls = define()[name]
-        cls.__qualname__ = name  # found by name like a top-level class (pickle, repr)
-        return cls
+        return classes()[name]
 
     return __getattr__
