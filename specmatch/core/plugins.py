@@ -45,7 +45,13 @@ ENV_ALLOW = "SPECMATCH_PLUGINS"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "specmatch.plugins.datasets",
     "specmatch.plugins.autoencoders",
-    "specmatch.plugins.regularizers",
+    # one module per latent regularizer, each holding its whole term
+    "specmatch.regularizers.kl",
+    "specmatch.regularizers.esm",
+    "specmatch.regularizers.dsm",
+    "specmatch.regularizers.vavae",
+    "specmatch.regularizers.eqvae",
+    "specmatch.regularizers.scale_equivariance",
     "specmatch.plugins.reconstruction",
     "specmatch.plugins.alignment",
     "specmatch.plugins.diffusion",

@@ -1,10 +1,7 @@
-"""Loss building blocks for the baselines, as plain torch functions and modules.
+"""Perceptual distances for reconstruction and evaluation, as plain torch modules.
 
-- :mod:`specmatch.losses.vf`: VA-VAE's vision-foundation (VF) alignment loss (margin cosine + distance matrix).
-- :mod:`specmatch.losses.equivariance`: EQ-VAE's scale-and-rotate pair transform and the scale-equivariance
-  downsampling pair.
-- :mod:`specmatch.losses.perceptual`: perceptual distances (shift-tolerant LPIPS with bundled weights; LPIPS from
-  local backbone weights).
+- :mod:`specmatch.losses.perceptual`: shift-tolerant LPIPS with bundled weights; LPIPS from local backbone weights.
 
-The regularizer plugins wrap these; nothing here knows about recipes or the training engine.
+The reconstruction plugins wrap these; nothing here knows about recipes or the training engine. The
+regularizers' math lives with each term in :mod:`specmatch.regularizers`.
 """

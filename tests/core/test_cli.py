@@ -123,7 +123,7 @@ def test_components_list_text():
 
 
 def test_components_info_esm_shows_params_and_a_snippet_that_validates(tmp_path):
-    from specmatch.plugins.regularizers import ESMParams
+    from specmatch.regularizers.esm import ESMParams
 
     out = ok("components", "info", "regularizer", "esm").output
     lines = out.splitlines()

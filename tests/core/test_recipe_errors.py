@@ -178,7 +178,7 @@ def test_unknown_component_of_another_kind(tmp_path):
 
 
 def test_unknown_params_key_lists_the_component_params(tmp_path):
-    from specmatch.plugins.regularizers import ESMParams
+    from specmatch.regularizers.esm import ESMParams
 
     result, path = validate(tmp_path, BASE + '[[regularizers]]\nname = "esm"\nparams = { delat = 1.0 }\n')
     allowed = ", ".join(f.name for f in attrs.fields(ESMParams))

@@ -218,7 +218,9 @@ def test_resolved_recipe_has_every_default_and_every_params_field(tmp_path):
     assert data["train"]["denoiser"]["steps"] == 7
 
     # params tables are complete: every field of the component's params class with a non-None value
-    from specmatch.plugins.regularizers import DSMParams, ESMParams, VAVAEParams
+    from specmatch.regularizers.dsm import DSMParams
+    from specmatch.regularizers.esm import ESMParams
+    from specmatch.regularizers.vavae import VAVAEParams
 
     for table, cls in ((data["regularizers"][0], ESMParams), (data["regularizers"][1], VAVAEParams),
                        (data["regularizers"][2], DSMParams)):

@@ -114,8 +114,9 @@ def test_adaptive_factor_is_the_gradient_norm_ratio():
 
 
 def test_builtin_regularizer_modules():
-    from specmatch.plugins._regularizer_modules import DSMRegularizer, KLRegularizer, ScaleEquivarianceRegularizer
-    from specmatch.plugins.regularizers import DSMParams, ScaleEquivarianceParams
+    from specmatch.regularizers.dsm import DSMParams, DSMRegularizer
+    from specmatch.regularizers.kl import KLRegularizer
+    from specmatch.regularizers.scale_equivariance import ScaleEquivarianceParams, ScaleEquivarianceRegularizer
     from specmatch.spectral import block_lowpass
 
     obj = make_objective([KLRegularizer()], [slot("kl", 0)])
@@ -141,8 +142,7 @@ def test_builtin_regularizer_modules():
 
 
 def test_dsm_level_frequencies_follow_probabilities():
-    from specmatch.plugins._regularizer_modules import DSMRegularizer
-    from specmatch.plugins.regularizers import DSMParams
+    from specmatch.regularizers.dsm import DSMParams, DSMRegularizer
 
     dsm = DSMRegularizer(DSMParams(mask_levels=(0, 8, 10, 12)))
     z, t = torch.randn(1, 1, 8, 8), torch.randn(1, 1, 8, 8)

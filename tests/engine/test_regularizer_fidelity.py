@@ -16,10 +16,11 @@ from torch import nn
 from specmatch.core.components import PairContext
 from specmatch.core.schema import AdaptiveConfig, RegularizerConfig
 from specmatch.engine.autoencoder_loss import AutoencoderObjective, RegularizerSlot, to_floats
-from specmatch.losses.equivariance import downsample_pair
 from specmatch.nn.autoencoder import build_sdvae
-from specmatch.plugins._regularizer_modules import DSMRegularizer, EQVAERegularizer, ScaleEquivarianceRegularizer
-from specmatch.plugins.regularizers import DSMParams, EQVAEParams, ScaleEquivarianceParams
+from specmatch.regularizers.dsm import DSMParams, DSMRegularizer
+from specmatch.regularizers.eqvae import EQVAEParams, EQVAERegularizer
+from specmatch.regularizers.scale_equivariance import (ScaleEquivarianceParams, ScaleEquivarianceRegularizer,
+                                                        downsample_pair)
 from specmatch.spectral import block_lowpass
 
 

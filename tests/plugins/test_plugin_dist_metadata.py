@@ -21,7 +21,9 @@ from specmatch.cli import main
 from specmatch.core.session import clear_cache
 
 SITE = Path(__file__).parent / "data" / "site"
-BUILTINS = ("specmatch.plugins.datasets", "specmatch.plugins.autoencoders", "specmatch.plugins.regularizers",
+REGULARIZERS = tuple(f"specmatch.regularizers.{term}" for term in ("kl", "esm", "dsm", "vavae", "eqvae",
+                                                                  "scale_equivariance"))
+BUILTINS = ("specmatch.plugins.datasets", "specmatch.plugins.autoencoders", *REGULARIZERS,
             "specmatch.plugins.reconstruction", "specmatch.plugins.alignment", "specmatch.plugins.diffusion")
 IMPORT_FAILURE = "import failed: ImportError: specmatch_dummy.broken needs the 'sharpness' package"
 SKEW = f"requires specmatch<0.1 but specmatch {__version__} is installed"
@@ -74,7 +76,7 @@ def test_plugins_list_text_shows_each_status(dummy_site):
     assert result.exit_code == 0
     lines = {line.split()[0]: line for line in result.stdout.splitlines()}
     assert lines["specmatch-dummy:ok"].endswith("specmatch-dummy 0.1  active")
-    assert "specmatch 0.1.0 (builtin)  active" in lines["specmatch.plugins.regularizers"]
+    assert "specmatch 0.1.0 (builtin)  active" in lines["specmatch.regularizers.kl"]
     assert f"broken: {SKEW}" in lines["specmatch-dummy-oldapi:skew"]
 
 

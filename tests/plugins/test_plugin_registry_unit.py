@@ -58,7 +58,7 @@ def test_builtins_register_through_the_same_hooks():
     assert registry.names("regularizer") == BUILTIN_REGULARIZERS
     kl = registry.get("regularizer", "kl")
     assert str(kl.provider) == "specmatch 0.1.0 (builtin)"
-    assert kl.provider.plugin == "specmatch.plugins.regularizers"
+    assert kl.provider.plugin == "specmatch.regularizers.kl"
     assert all(r.status == "active" and r.builtin for r in registry.plugins.records)
 
 

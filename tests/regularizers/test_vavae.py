@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from specmatch.losses.vf import VFProjection, vf_loss
+from specmatch.regularizers.vavae import VFProjection, vf_loss
 
 
 def _cos(a, b):

@@ -21,34 +21,37 @@ input dtype, because bf16 cosines of 1024-wide vectors are too coarse for a 0.25
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from typing import TYPE_CHECKING
 
-__all__ = ["VFProjection", "vf_loss", "resize_features"]
+import attrs
+
+from specmatch import RegularizerSpec, hookimpl, param
+from specmatch.regularizers.lazy import torch_classes
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 # Norm floor for the unit-normalisation of tokens (F.cosine_similarity uses the same eps).
 _EPS = 1e-8
 
 
-class VFProjection(nn.Conv2d):
-    """The bias-free 1x1 convolution z -> z' that lifts latents to the teacher's width.
+@attrs.frozen(kw_only=True)
+class VAVAEParams:
+    margin_cos: float = param(0.5, doc="cosine margin m2 of the per-token term", ge=0, le=2)
+    margin_dist: float = param(0.25, doc="margin m1 of the distance-matrix term", ge=0, le=2)
+    cos_weight: float = param(1.0, doc="weight of the margin cosine term", ge=0)
+    dist_weight: float = param(1.0, doc="weight of the margin distance-matrix term", ge=0)
 
-    (B, latent_channels, h, w) -> (B, feature_dim, h, w). Trained with the autoencoder; default PyTorch init,
-    as in LightningDiT (``Conv2d(embed_dim, vf_feature_dim, kernel_size=1, bias=False)``).
-    """
 
-    def __init__(self, latent_channels: int, feature_dim: int):
-        super().__init__(latent_channels, feature_dim, kernel_size=1, bias=False)
-        self.latent_channels = latent_channels
-        self.feature_dim = feature_dim
-
+# -- the VF loss -----------------------------------------------------------------------------------------
 
 def resize_features(features: Tensor, size: tuple[int, int]) -> Tensor:
     """Resample a teacher feature map (B, D, h', w') to ``size`` = (h, w); identity when it already matches.
 
     Bilinear with align_corners False; antialiased when shrinking so every teacher token contributes.
     """
+    import torch.nn.functional as F
+
     if tuple(features.shape[-2:]) == tuple(size):
         return features
     shrinking = features.shape[-2] > size[0] or features.shape[-1] > size[1]
@@ -75,6 +78,9 @@ def vf_loss(
         ``(total, {"mcos": L_mcos, "mdms": L_mdms})``: float32 scalars, total = mdms + mcos (unit term weights,
         as in VA-VAE; a caller that wants other weights recombines the parts).
     """
+    import torch
+    import torch.nn.functional as F
+
     if z_proj.dim() != 4 or features.dim() != 4:
         raise ValueError(f"vf_loss expects (B, D, h, w) tensors, got {tuple(z_proj.shape)} and "
                          f"{tuple(features.shape)}")
@@ -95,3 +101,61 @@ def vf_loss(
         f_gram = torch.bmm(f_unit.transpose(1, 2), f_unit)
         mdms = F.relu((z_gram - f_gram).abs() - margin_dist).mean()
     return mdms + mcos, {"mcos": mcos, "mdms": mdms}
+
+
+# -- the modules -----------------------------------------------------------------------------------------
+
+def _define() -> dict[str, type]:
+    from torch import nn
+
+    from specmatch.core.components import RegularizerInputs
+
+    class VFProjection(nn.Conv2d):
+        """The bias-free 1x1 convolution z -> z' that lifts latents to the teacher's width.
+
+        (B, latent_channels, h, w) -> (B, feature_dim, h, w). Trained with the autoencoder; default PyTorch
+        init, as in LightningDiT (``Conv2d(embed_dim, vf_feature_dim, kernel_size=1, bias=False)``).
+        """
+
+        def __init__(self, latent_channels: int, feature_dim: int):
+            super().__init__(latent_channels, feature_dim, kernel_size=1, bias=False)
+            self.latent_channels = latent_channels
+            self.feature_dim = feature_dim
+
+    class VAVAERegularizer(nn.Module):
+        def __init__(self, params: VAVAEParams, *, latent_channels: int, feature_dim: int):
+            super().__init__()
+            self.params = params
+            self.projection = VFProjection(latent_channels, feature_dim)
+
+        def loss(self, s: RegularizerInputs):
+            if s.features is None:
+                raise RuntimeError("vavae needs teacher features; the engine did not provide them")
+            p = self.params
+            _, parts = vf_loss(self.projection(s.z), s.features, margin_cos=p.margin_cos,
+                               margin_dist=p.margin_dist)
+            total = p.cos_weight * parts["mcos"] + p.dist_weight * parts["mdms"]
+            return total, {"mcos": parts["mcos"], "mdms": parts["mdms"]}
+
+    return {"VFProjection": VFProjection, "VAVAERegularizer": VAVAERegularizer}
+
+
+__getattr__ = torch_classes(_define, "VFProjection", "VAVAERegularizer")
+
+
+# -- registration ----------------------------------------------------------------------------------------
+
+def build_vavae(params: VAVAEParams, ctx):
+    from specmatch.regularizers.vavae import VAVAERegularizer
+
+    ae = ctx.upstream["autoencoder"]
+    teacher = ctx.upstream["alignment"]
+    return VAVAERegularizer(params, latent_channels=ae.latent_channels, feature_dim=teacher.feature_dim)
+
+
+@hookimpl
+def specmatch_regularizers():
+    yield RegularizerSpec(name="vavae", factory=build_vavae, params=VAVAEParams, needs={"features", "encoder"},
+                          aliases=("vf",), adaptive_layers={"encoder.last"},
+                          summary="VA-VAE vision-foundation loss: margin cosine + margin distance matrix to "
+                                  "teacher features (use adaptive weight at encoder.last)")
