@@ -4,7 +4,9 @@
   ``specmatch.plugins`` or ``specmatch.cli``;
 - the built-in plugins (``specmatch.plugins``) import core and the model libraries, never ``specmatch.engine``
   or ``specmatch.cli``: they are written like third-party plugins;
-- the engine never imports ``specmatch.plugins``: it reaches components through the registry.
+- the built-in regularizers (``specmatch.regularizers``) follow the plugins' rule;
+- the engine never imports ``specmatch.plugins`` or ``specmatch.regularizers``: it reaches components
+  through the registry.
 
 Every import counts, at module level or inside a function (lazy imports included), relative ones resolved.
 """
@@ -20,9 +22,10 @@ PACKAGE = Path(__file__).resolve().parents[2] / "specmatch"
 
 #: (importing layer, layers it must not import)
 RULES = (
-    ("specmatch.core", ("specmatch.engine", "specmatch.plugins", "specmatch.cli")),
+    ("specmatch.core", ("specmatch.engine", "specmatch.plugins", "specmatch.regularizers", "specmatch.cli")),
     ("specmatch.plugins", ("specmatch.engine", "specmatch.cli")),
-    ("specmatch.engine", ("specmatch.plugins",)),
+    ("specmatch.regularizers", ("specmatch.engine", "specmatch.cli", "specmatch.plugins")),
+    ("specmatch.engine", ("specmatch.plugins", "specmatch.regularizers")),
 )
 
 
