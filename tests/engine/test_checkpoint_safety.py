@@ -10,12 +10,12 @@ import errno
 import json
 import pickle
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from specmatch.core.errors import SpecmatchError
+from specmatch.core.schema import OptimConfig
 from specmatch.engine.checkpoint import load_weights, mark_stage_complete, save_weights, stage_complete
 from specmatch.engine.training import MetricsLog, StageTrainer, begin_stage, make_optimizer
 
@@ -36,8 +36,8 @@ def train(folder: Path, *, crash_at: int | None = None, key: str = "k1", init_se
     begin_stage(acc)
     torch.manual_seed(init_seed)
     model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1))
-    cfg = SimpleNamespace(lr=1e-2, betas=(0.9, 0.99), weight_decay=0.01, warmup_steps=3, steps=steps,
-                          batch_size=4, checkpoint_every=2)
+    cfg = OptimConfig(lr=1e-2, betas=(0.9, 0.99), weight_decay=0.01, warmup_steps=3, steps=steps,
+                      batch_size=4, checkpoint_every=2)
     opt, sched = make_optimizer(model.parameters(), cfg)
     model, opt, sched = acc.prepare(model, opt, sched)
     printed: list[str] = []
