@@ -17,7 +17,7 @@ from typing import Any, get_args
 import attrs
 
 from specmatch.core import schema
-from specmatch.core.specs import KINDS
+from specmatch.core.kinds import KIND_OF_TABLE
 from specmatch.core.structure import describe_fields, resolve_types_deep
 from specmatch.docs_render import toml_literal
 
@@ -62,11 +62,11 @@ def _sections(cls: type, heading: str, doc: str, defaults: Any) -> list[str]:
     lines = [f"#### `{heading}`" if heading != TOP else f"#### {TOP[0].upper()}{TOP[1:]}", ""]
     if doc:
         lines += [doc[0].upper() + doc[1:] + ".", ""]
-    kind = schema.COMPONENT_TABLES.get(table_name)
+    kind = KIND_OF_TABLE.get(table_name)
     if kind is not None:
-        lines += [f"Component table: `name` is a registered {KINDS[kind].label} "
-                  f"(`specmatch components list --kind {kind}`); `params` is checked against that "
-                  f"component's own parameters (`specmatch components info {kind} NAME`).", ""]
+        lines += [f"Component table: `name` is a registered {kind.label} "
+                  f"(`specmatch components list --kind {kind.name}`); `params` is checked against that "
+                  f"component's own parameters (`specmatch components info {kind.name} NAME`).", ""]
     lines += ["| key | type | default | range | doc |", "|---|---|---|---|---|"]
     children: list[str] = []
     for row, field in zip(describe_fields(cls), attrs.fields(cls)):

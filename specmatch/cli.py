@@ -77,7 +77,7 @@ def components() -> None:
 
 
 def _kind_choice() -> click.Choice:
-    from .core.specs import KINDS
+    from .core.kinds import KINDS
 
     return click.Choice(sorted(KINDS))
 

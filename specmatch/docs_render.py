@@ -6,15 +6,8 @@ import json
 import re
 from typing import Any
 
+from .core.kinds import KINDS
 from .core.specs import ComponentSpec
-
-_TABLE_OF_KIND = {
-    "dataset": ("[data]", False), "autoencoder": ("[autoencoder]", False),
-    "regularizer": ("[[regularizers]]", True), "perceptual": ("[perceptual]", False),
-    "discriminator": ("[adversarial]", False), "alignment": ("[alignment]", False),
-    "denoiser": ("[denoiser]", False), "objective": ("[objective]", False), "sampler": ("[sampler]", False),
-}
-
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -38,9 +31,9 @@ def toml_literal(value: Any) -> str:
 
 
 def toml_snippet(spec: ComponentSpec, rows: list[dict[str, Any]]) -> str:
-    header, with_weight = _TABLE_OF_KIND.get(spec.kind, (f"[{spec.kind}]", False))
-    lines = [header, f'name = "{spec.name}"']
-    if with_weight:
+    kind = KINDS[spec.kind]
+    lines = [kind.header, f'name = "{spec.name}"']
+    if kind.array:  # an entry of [[regularizers]] is usually written with its schedule
         lines += ["weight = 1.0", "start_step = 0"]
     params = []
     for r in rows:
@@ -53,6 +46,6 @@ def toml_snippet(spec: ComponentSpec, rows: list[dict[str, Any]]) -> str:
         except TypeError:
             params.append(f"# {r['name']} = {default!r}")
     if params:
-        lines.append(f"[{header.strip('[]')}.params]" if not with_weight else "[regularizers.params]")
+        lines.append(f"[{kind.table}.params]")
         lines += params
     return "\n".join(lines)

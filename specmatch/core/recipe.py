@@ -31,7 +31,8 @@ else:  # pragma: no cover
 
 from .errors import Problem, RecipeError, SpecmatchError, merge_problems
 from .layout import MODEL_FILE, RunLayout
-from .schema import COMPONENT_TABLES, Recipe, RegularizerConfig
+from .kinds import KIND_OF_TABLE, KINDS
+from .schema import Recipe
 from .specs import ComponentSpec
 from .structure import join, structure, unstructure
 
@@ -395,15 +396,19 @@ def _get_path(data: dict[str, Any], path: str) -> Any:
 
 
 def _component_tables(tables: dict[str, Any]) -> list[tuple[str, str, Any]]:
-    """(path, kind, config) of every component table that structured; defaults for omitted ones."""
-    defaults = {f.name: f.default for f in attrs.fields(Recipe)}
+    """(path, kind, config) of every component table that structured, in recipe order; defaults for omitted
+    ones."""
     out = []
-    for table, kind in COMPONENT_TABLES.items():
-        value = tables.get(table, defaults[table] if defaults[table] is not attrs.NOTHING else None)
-        if table == "regularizers":
-            out += [(f"regularizers[{i}]", kind, v) for i, v in enumerate(value or ()) if v is not None]
+    for field in attrs.fields(Recipe):
+        kind = KIND_OF_TABLE.get(field.name)
+        if kind is None:
+            continue
+        table = kind.table
+        value = tables.get(table, field.default if field.default is not attrs.NOTHING else None)
+        if kind.array:
+            out += [(join(table, i), kind.name, v) for i, v in enumerate(value or ()) if v is not None]
         elif value is not None:
-            out.append((table, kind, value))
+            out.append((table, kind.name, value))
     return out
 
 
@@ -478,6 +483,7 @@ def _structure_recipe(raw: dict[str, Any]) -> tuple[Recipe | None, dict[str, Any
 
     resolve_types_deep(Recipe)
     fields = {f.name: f for f in attrs.fields(Recipe)}
+    array_tables = {k.table for k in KINDS.values() if k.array}
     problems: list[Problem] = []
     values: dict[str, Any] = {}
     for key in raw:
@@ -488,13 +494,14 @@ def _structure_recipe(raw: dict[str, Any]) -> tuple[Recipe | None, dict[str, Any
             if field.default is attrs.NOTHING:
                 problems.append(Problem(name, f"required table [{name}] is missing"))
             continue
-        if name == "regularizers" and isinstance(raw[name], dict):
-            problems.append(Problem(name, "expected an array of tables: write [[regularizers]], not [regularizers]"))
+        if name in array_tables and isinstance(raw[name], dict):
+            problems.append(Problem(name, f"expected an array of tables: write [[{name}]], not [{name}]"))
             continue
-        if name == "regularizers" and isinstance(raw[name], list):  # element-wise, to keep the good ones
+        if name in array_tables and isinstance(raw[name], list):  # element-wise, to keep the good ones
+            item_cls = get_args(field.type)[0]
             items = []
             for i, item in enumerate(raw[name]):
-                value, item_problems = structure(item, RegularizerConfig, f"regularizers[{i}]")
+                value, item_problems = structure(item, item_cls, join(name, i))
                 problems += item_problems
                 items.append(value)
             values[name] = tuple(items)

@@ -17,7 +17,8 @@ import attrs
 
 from .errors import PluginConflictError, SpecmatchError
 from .plugins import LoadedPlugins, hook_kinds
-from .specs import KINDS, PLUGIN_API, SPEC_CLASSES, ComponentSpec, normalise_name
+from .kinds import KINDS, SPEC_CLASSES
+from .specs import PLUGIN_API, ComponentSpec, normalise_name
 
 
 class UnknownComponentError(SpecmatchError):

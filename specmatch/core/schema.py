@@ -201,16 +201,3 @@ class Recipe:
     train: TrainConfig = param(TrainConfig(), doc="optimisation of each stage")
     evaluation: EvaluationConfig = param(EvaluationConfig(), doc="evaluation sizes and networks")
 
-
-#: recipe table -> component kind, for tables that name registry components.
-COMPONENT_TABLES: dict[str, str] = {
-    "data": "dataset",
-    "autoencoder": "autoencoder",
-    "regularizers": "regularizer",
-    "perceptual": "perceptual",
-    "adversarial": "discriminator",
-    "alignment": "alignment",
-    "denoiser": "denoiser",
-    "objective": "objective",
-    "sampler": "sampler",
-}

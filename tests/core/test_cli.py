@@ -15,7 +15,7 @@ import pytest
 import specmatch
 from specmatch.cli import main
 from specmatch.core.recipe import load_recipe
-from specmatch.core.specs import KINDS
+from specmatch.core.kinds import KINDS
 from specmatch.testing import MINIMAL_RECIPE, invoke_cli
 
 BASE = MINIMAL_RECIPE
