@@ -412,6 +412,29 @@ def _component_tables(tables: dict[str, Any]) -> list[tuple[str, str, Any]]:
     return out
 
 
+def _kind_defaults(tables: dict[str, Any], registry: Any) -> tuple[dict[str, Any], list[Problem]]:
+    """Tables of a ``Kind.defaulted`` kind that omit ``name``, given the registry's declared default.
+
+    The filled table is what the recipe would say had it named the default, so it hashes the same.
+    """
+    filled, problems = {}, []
+    schema_defaults = {f.name: f.default for f in attrs.fields(Recipe)}
+    for kind in KINDS.values():
+        if not kind.defaulted:
+            continue
+        cfg = tables.get(kind.table, schema_defaults[kind.table])
+        if cfg is None or cfg.name is not None:  # cfg None: the table did not structure (reported already)
+            continue
+        spec = registry.default(kind.name)
+        if spec is None:
+            problems.append(Problem(join(kind.table, "name"),
+                                    f"no {kind.label} named, and no installed plugin declares a default one "
+                                    f"(installed: {', '.join(registry.names(kind.name)) or 'none'})"))
+            continue
+        filled[kind.table] = attrs.evolve(cfg, name=spec.name)
+    return filled, problems
+
+
 def _differences_from_run(cfg: Any, run_ae: dict[str, Any]) -> list[str]:
     """What the recipe's own autoencoder name/params say differently from the run's recorded ones."""
     from .specs import normalise_name
@@ -581,6 +604,12 @@ def resolve(raw: dict[str, Any], source: Path, registry: Any, *, origins: Origin
             tables["autoencoder"] = attrs.evolve(ae_cfg, name=ae.get("name", ""), params=ae.get("params", {}))
             if recipe is not None:
                 recipe = attrs.evolve(recipe, autoencoder=tables["autoencoder"])
+
+    defaults, default_problems = _kind_defaults(tables, registry)
+    problems += default_problems
+    tables.update(defaults)
+    if recipe is not None and defaults:
+        recipe = attrs.evolve(recipe, **defaults)
 
     plugins_cfg = tables.get("plugins")
     if plugins_cfg is not None and plugins_cfg.files and not allow_recipe_plugins:

@@ -124,7 +124,8 @@ class ComponentSpec:
 
     ``factory(params, ctx: BuildContext)`` builds the component; ``params`` is an attrs class whose fields
     (with ``metadata={"doc": ...}``) are the recipe's ``params`` table. Both may be lazy references.
-    ``facts(params) -> Facts`` (optional, may be lazy too, must not import torch) states what ``validate``
+    ``default_for_kind=True`` makes it the component used when a recipe omits its kind's table (only for
+    kinds whose table may be omitted, e.g. ``[objective]``; one per kind). ``facts(params) -> Facts`` (optional, may be lazy too, must not import torch) states what ``validate``
     cross-checks; it raises :class:`ParamError` for a value the factory would refuse.
     """
 
@@ -138,6 +139,7 @@ class ComponentSpec:
     api: int = PLUGIN_API
     provider: Provider | None = attrs.field(default=None, eq=False)
     facts: Any = None
+    default_for_kind: bool = False
 
     def params_class(self) -> type | None:
         cls = resolve_reference(self.params, what=f"{self.kind} {self.name!r} params")
