@@ -189,12 +189,11 @@ def plugins_list(ctx: click.Context, as_json: bool) -> None:
 
 def _load(ctx: click.Context, recipe: str, overrides: tuple[str, ...], *, check_files: bool = True):
     """Validate a recipe; its own plugin files are imported only with --allow-recipe-plugins."""
-    from .core.recipe import load_raw, load_recipe, plugin_files_of
+    from .core.recipe import load_recipe
 
     allowed = _settings(ctx)["allow_recipe_plugins"]
-    raw, _ = load_raw(recipe, overrides)
-    registry = _registry(ctx, tuple(plugin_files_of(raw, Path(recipe))) if allowed else ())
-    return load_recipe(recipe, overrides, registry=registry, allow_recipe_plugins=allowed,
+    return load_recipe(recipe, overrides, registry_for=lambda files: _registry(ctx, tuple(files)),
+                       allow_recipe_plugins=allowed,
                        check_files=check_files)
 
 
