@@ -116,8 +116,7 @@ def components_list(ctx: click.Context, kind: str | None, as_json: bool, pattern
 @click.pass_context
 def components_info(ctx: click.Context, kind: str, name: str, as_json: bool) -> None:
     """Summary, parameters (name, type, default, doc) and a TOML snippet for one component."""
-    from .core.structure import describe_fields
-    from .docs_render import toml_snippet
+    from .docs_render import describe_fields, toml_snippet
 
     spec = _registry(ctx).get(kind, name)
     rows = describe_fields(spec.params_class())
