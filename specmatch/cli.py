@@ -77,7 +77,7 @@ def components() -> None:
 
 
 def _kind_choice() -> click.Choice:
-    from .core.specs import KINDS
+    from .core.kinds import KINDS
 
     return click.Choice(sorted(KINDS))
 
@@ -116,8 +116,7 @@ def components_list(ctx: click.Context, kind: str | None, as_json: bool, pattern
 @click.pass_context
 def components_info(ctx: click.Context, kind: str, name: str, as_json: bool) -> None:
     """Summary, parameters (name, type, default, doc) and a TOML snippet for one component."""
-    from .core.structure import describe_fields
-    from .docs_render import toml_snippet
+    from .docs_render import describe_fields, toml_snippet
 
     spec = _registry(ctx).get(kind, name)
     rows = describe_fields(spec.params_class())
@@ -189,12 +188,11 @@ def plugins_list(ctx: click.Context, as_json: bool) -> None:
 
 def _load(ctx: click.Context, recipe: str, overrides: tuple[str, ...], *, check_files: bool = True):
     """Validate a recipe; its own plugin files are imported only with --allow-recipe-plugins."""
-    from .core.recipe import load_raw, load_recipe, plugin_files_of
+    from .core.recipe import load_recipe
 
     allowed = _settings(ctx)["allow_recipe_plugins"]
-    raw, _ = load_raw(recipe, overrides)
-    registry = _registry(ctx, tuple(plugin_files_of(raw, Path(recipe))) if allowed else ())
-    return load_recipe(recipe, overrides, registry=registry, allow_recipe_plugins=allowed,
+    return load_recipe(recipe, overrides, registry_for=lambda files: _registry(ctx, tuple(files)),
+                       allow_recipe_plugins=allowed,
                        check_files=check_files)
 
 

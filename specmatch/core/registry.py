@@ -17,7 +17,8 @@ import attrs
 
 from .errors import PluginConflictError, SpecmatchError
 from .plugins import LoadedPlugins, hook_kinds
-from .specs import KINDS, PLUGIN_API, SPEC_CLASSES, ComponentSpec, normalise_name
+from .kinds import KINDS, SPEC_CLASSES
+from .specs import PLUGIN_API, ComponentSpec, normalise_name
 
 
 class UnknownComponentError(SpecmatchError):
@@ -73,6 +74,10 @@ class Registry:
                 return spec
         return None
 
+    def default(self, kind: str) -> ComponentSpec | None:
+        """The spec a plugin declared ``default_for_kind`` for ``kind`` (at most one: checked at build)."""
+        return next((s for s in self.specs if s.kind == kind and s.default_for_kind), None)
+
     def get(self, kind: str, name: str) -> ComponentSpec:
         spec = self.find(kind, name)
         if spec is None:
@@ -105,6 +110,9 @@ def _check_spec(spec: object, kind: str, hook_name: str) -> None:
     expected = SPEC_CLASSES[kind]
     if not isinstance(spec, expected):
         raise TypeError(f"{hook_name} must return {expected.__name__} records, got {spec!r}")
+    if spec.default_for_kind and not KINDS[kind].defaulted:
+        raise TypeError(f"{kind} {spec.name!r} declares default_for_kind, but a recipe must always name its "
+                        f"{KINDS[kind].label} ({KINDS[kind].header} has no default)")
     if spec.api > PLUGIN_API:
         raise TypeError(f"{kind} {spec.name!r} needs plugin API {spec.api}; this specmatch supports "
                         f"{PLUGIN_API} (upgrade specmatch)")
@@ -127,14 +135,27 @@ def _deduplicate(specs: Iterable[ComponentSpec]) -> Iterator[ComponentSpec]:
             distinct.setdefault(_identity(spec), spec)
         if len(distinct) > 1:
             conflicts.append((kind, name, list(distinct.values())))
-    if conflicts:
-        raise PluginConflictError("\n".join(_conflict_message(*c) for c in conflicts))
+    defaults: dict[str, dict[tuple, ComponentSpec]] = {}
+    for spec in specs:
+        if spec.default_for_kind:
+            defaults.setdefault(spec.kind, {}).setdefault(_identity(spec), spec)
+    messages = [_conflict_message(*c) for c in conflicts]
+    messages += [_default_conflict_message(kind, list(group.values()))
+                 for kind, group in sorted(defaults.items()) if len(group) > 1]
+    if messages:
+        raise PluginConflictError("\n".join(messages))
     seen = set()
     for spec in specs:
         ident = _identity(spec)
         if ident not in seen:
             seen.add(ident)
             yield spec
+
+
+def _default_conflict_message(kind: str, specs: list[ComponentSpec]) -> str:
+    listed = " and ".join(f"{s.name!r} from {s.provider} [{s.provider.plugin}]" for s in specs)
+    return (f"several {KINDS[kind].label}s declare default_for_kind: {listed}; a recipe that omits "
+            f"{KINDS[kind].header} would be ambiguous, so at most one may (disable or uninstall the others)")
 
 
 def _conflict_message(kind: str, name: str, specs: list[ComponentSpec]) -> str:

@@ -45,6 +45,15 @@ class ComponentConfig:
 
 
 @attrs.frozen(kw_only=True)
+class DefaultedComponentConfig:
+    """A component table of a kind whose default a plugin declares: resolution fills in an omitted name."""
+
+    name: Optional[str] = param(None, doc="registry name of the component (omit: the default an installed "
+                                          "plugin declares, see `specmatch components list`)")
+    params: dict[str, Any] = param(factory=dict, doc="the component's own parameters")
+
+
+@attrs.frozen(kw_only=True)
 class DataConfig:
     name: str = param(doc="registry name of the dataset")
     params: dict[str, Any] = param(factory=dict, doc="the dataset's own parameters")
@@ -195,22 +204,9 @@ class Recipe:
     denoiser: Optional[ComponentConfig] = param(None, doc="the latent denoiser (omit: autoencoder only)")
     repa: Optional[RepresentationAlignmentConfig] = param(
         None, doc="align the denoiser's hidden tokens with the [alignment] teacher (REPA; omit: off)")
-    objective: ComponentConfig = param(ComponentConfig(name="flow-matching"), doc="denoiser objective")
-    sampler: ComponentConfig = param(ComponentConfig(name="euler"), doc="sampler for generation")
+    objective: DefaultedComponentConfig = param(DefaultedComponentConfig(), doc="denoiser objective")
+    sampler: DefaultedComponentConfig = param(DefaultedComponentConfig(), doc="sampler for generation")
     latent_stats: LatentStatsConfig = param(LatentStatsConfig(), doc="latent normalisation statistics")
     train: TrainConfig = param(TrainConfig(), doc="optimisation of each stage")
     evaluation: EvaluationConfig = param(EvaluationConfig(), doc="evaluation sizes and networks")
 
-
-#: recipe table -> component kind, for tables that name registry components.
-COMPONENT_TABLES: dict[str, str] = {
-    "data": "dataset",
-    "autoencoder": "autoencoder",
-    "regularizers": "regularizer",
-    "perceptual": "perceptual",
-    "adversarial": "discriminator",
-    "alignment": "alignment",
-    "denoiser": "denoiser",
-    "objective": "objective",
-    "sampler": "sampler",
-}

@@ -33,39 +33,6 @@ def _check_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
 
 
 @attrs.frozen(kw_only=True)
-class Kind:
-    """One kind of component: its recipe-facing name, the hook that registers it, a human label."""
-
-    name: str
-    hook: str
-    label: str
-    doc: str
-
-
-KINDS: dict[str, Kind] = {
-    k.name: k
-    for k in (
-        Kind(name="autoencoder", hook="specmatch_autoencoders", label="autoencoder",
-             doc="images to a latent posterior and back"),
-        Kind(name="regularizer", hook="specmatch_regularizers", label="latent regularizer",
-             doc="loss terms and (latent, target) transforms of autoencoder training"),
-        Kind(name="denoiser", hook="specmatch_denoisers", label="denoiser",
-             doc="networks trained on normalised latents"),
-        Kind(name="alignment", hook="specmatch_alignment_targets", label="alignment target",
-             doc="frozen teachers for feature alignment (VA-VAE, REPA)"),
-        Kind(name="dataset", hook="specmatch_datasets", label="dataset", doc="image datasets"),
-        Kind(name="objective", hook="specmatch_objectives", label="diffusion objective",
-             doc="training objectives for denoisers"),
-        Kind(name="sampler", hook="specmatch_samplers", label="sampler", doc="latent samplers"),
-        Kind(name="perceptual", hook="specmatch_perceptual_losses", label="perceptual loss",
-             doc="perceptual distances for reconstruction"),
-        Kind(name="discriminator", hook="specmatch_discriminators", label="discriminator",
-             doc="adversarial critics for autoencoder training"),
-    )
-}
-
-
-@attrs.frozen(kw_only=True)
 class Provider:
     """Where a component or plugin comes from: a distribution (or a local file) and the module."""
 
@@ -157,7 +124,8 @@ class ComponentSpec:
 
     ``factory(params, ctx: BuildContext)`` builds the component; ``params`` is an attrs class whose fields
     (with ``metadata={"doc": ...}``) are the recipe's ``params`` table. Both may be lazy references.
-    ``facts(params) -> Facts`` (optional, may be lazy too, must not import torch) states what ``validate``
+    ``default_for_kind=True`` makes it the component used when a recipe omits its kind's table (only for
+    kinds whose table may be omitted, e.g. ``[objective]``; one per kind). ``facts(params) -> Facts`` (optional, may be lazy too, must not import torch) states what ``validate``
     cross-checks; it raises :class:`ParamError` for a value the factory would refuse.
     """
 
@@ -171,6 +139,7 @@ class ComponentSpec:
     api: int = PLUGIN_API
     provider: Provider | None = attrs.field(default=None, eq=False)
     facts: Any = None
+    default_for_kind: bool = False
 
     def params_class(self) -> type | None:
         cls = resolve_reference(self.params, what=f"{self.kind} {self.name!r} params")
@@ -294,11 +263,14 @@ class DiscriminatorSpec(ComponentSpec):
     kind: ClassVar[str] = "discriminator"
 
 
-SPEC_CLASSES: dict[str, type[ComponentSpec]] = {
-    cls.kind: cls
-    for cls in (AutoencoderSpec, RegularizerSpec, DenoiserSpec, AlignmentSpec, DatasetSpec, ObjectiveSpec,
-                SamplerSpec, PerceptualSpec, DiscriminatorSpec)
-}
+def __getattr__(name: str) -> Any:
+    """``KINDS`` and ``SPEC_CLASSES`` live in :mod:`specmatch.core.kinds` (which imports the spec classes
+    above), so they are re-exported lazily for modules that still import them from here."""
+    if name in ("KINDS", "SPEC_CLASSES"):
+        from . import kinds
+
+        return getattr(kinds, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def param(default: Any = attrs.NOTHING, *, doc: str, ge: float | None = None, gt: float | None = None,

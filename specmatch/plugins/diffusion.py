@@ -111,13 +111,14 @@ def specmatch_denoisers():
 @hookimpl
 def specmatch_objectives():
     yield ObjectiveSpec(name="flow-matching", factory=build_flow_matching, params=FlowMatchingParams,
+                        default_for_kind=True,
                         summary="linear interpolant x_t = (1-t) x + t eps, velocity target eps - x (SiT/REPA)")
 
 
 @hookimpl
 def specmatch_samplers():
     yield SamplerSpec(name="euler", factory=_sampler("euler"), params=ODESamplerParams,
-                      facts=ode_sampler_facts,
+                      facts=ode_sampler_facts, default_for_kind=True,
                       summary="Euler ODE sampler from t=1 (noise) to t=0")
     yield SamplerSpec(name="heun", factory=_sampler("heun"), params=ODESamplerParams,
                       facts=ode_sampler_facts,

@@ -14,8 +14,8 @@ import pytest
 
 import specmatch
 from specmatch.cli import main
+from specmatch.core.kinds import KINDS
 from specmatch.core.recipe import load_recipe
-from specmatch.core.specs import KINDS
 from specmatch.testing import MINIMAL_RECIPE, invoke_cli
 
 BASE = MINIMAL_RECIPE
@@ -302,3 +302,15 @@ def test_recipes_list_shows_each_recipe_with_its_purpose(tmp_path):
     assert "cpu/base.toml  (base) shared base" in with_bases
     missing = invoke_cli("recipes", "list", str(tmp_path / "nope"))
     assert missing.exit_code == 1 and "nope: no such folder" in missing.output
+
+
+def test_validate_reads_each_recipe_file_once(tmp_path, monkeypatch):
+    import specmatch.core.recipe as recipe_module
+
+    reads = []
+    original = recipe_module.read_toml
+    monkeypatch.setattr(recipe_module, "read_toml", lambda path, *a: reads.append(path) or original(path, *a))
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(BASE)
+    ok("validate", str(recipe))
+    assert reads == [recipe]

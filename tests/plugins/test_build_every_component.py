@@ -30,7 +30,8 @@ from specmatch.core.components import PairContext, Posterior, RegularizerInputs
 from specmatch.core.errors import WeightsError
 from specmatch.core.plugins import load_plugins
 from specmatch.core.registry import Registry
-from specmatch.core.specs import KINDS, BuildContext, ComponentSpec
+from specmatch.core.kinds import KINDS
+from specmatch.core.specs import BuildContext, ComponentSpec
 from specmatch.core.structure import structure
 
 REGISTRY = Registry.build(load_plugins(autoload=False))

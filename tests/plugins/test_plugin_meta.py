@@ -16,7 +16,8 @@ import pytest
 from specmatch.core import hookspecs
 from specmatch.core.plugins import load_plugins
 from specmatch.core.registry import Registry
-from specmatch.core.specs import KINDS, SPEC_CLASSES, ComponentSpec
+from specmatch.core.kinds import KINDS, SPEC_CLASSES
+from specmatch.core.specs import ComponentSpec
 from specmatch.testing import MINIMAL_RECIPE, write_recipe
 
 REPO = Path(__file__).resolve().parents[2]
