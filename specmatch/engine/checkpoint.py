@@ -258,6 +258,25 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict, live_grou
     return {"state": state, "param_groups": groups}
 
 
+@contextlib.contextmanager
+def atomic_write(path: Path, needed: int = 0) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write; on success it is flushed and renamed over ``path``.
+
+    A kill or a full disk leaves ``path`` as it was (never half-written); a failed write deletes the temporary.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with no_space_message(path.parent, path.name, needed):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+            with tmp.open("rb") as f:
+                os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1))
 
@@ -401,17 +420,8 @@ def save_weights(module, path: Path, metadata: dict[str, str] | None = None) -> 
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    try:
-        with no_space_message(path.parent, path.name, _tensor_bytes(state.values())):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_file(state, str(tmp), metadata=metadata or {})
-            with tmp.open("rb") as f:
-                os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
+    with atomic_write(path, _tensor_bytes(state.values())) as tmp:
+        save_file(state, str(tmp), metadata=metadata or {})
 
 
 def load_weights(module, path: Path) -> None:
@@ -440,11 +450,8 @@ def load_weights(module, path: Path) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with no_space_message(path.parent, path.name):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
 
 
 _STAGE_FILES = (MODEL_FILE, EMA_FILE)  # what a training stage leaves, see final_weights

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -22,8 +21,8 @@ from torch import nn
 from specmatch.core.errors import SpecmatchError
 from specmatch.core.layout import CHECKPOINTS
 
-from .checkpoint import CheckpointState, DamagedFile, checkpoint_candidates, load_checkpoint, no_space_message, \
-    save_checkpoint
+from .checkpoint import CheckpointState, DamagedFile, atomic_write, checkpoint_candidates, load_checkpoint, \
+    no_space_message, save_checkpoint
 from .data import step_loader
 from .runtime import step_generators
 from .schedule import warmup_lambda
@@ -122,10 +121,8 @@ class MetricsLog:
             if not isinstance(row, dict) or (row.get("stage") == self.stage and row.get("step", 0) > step):
                 continue
             rows.append(json.dumps({k: _json_value(v) for k, v in row.items()}, allow_nan=False) + "\n")
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        with no_space_message(self.path.parent, self.path.name):
+        with atomic_write(self.path) as tmp:
             tmp.write_text("".join(rows))
-        os.replace(tmp, self.path)
 
 
 class StageTrainer:

@@ -37,7 +37,7 @@ def train(folder: Path, *, crash_at: int | None = None, key: str = "k1", init_se
     torch.manual_seed(init_seed)
     model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1))
     cfg = SimpleNamespace(lr=1e-2, betas=(0.9, 0.99), weight_decay=0.01, warmup_steps=3, steps=steps,
-                          batch_size=4, checkpoint_every=2)
+                          batch_size=4, checkpoint_every=2, max_nonfinite_steps=5)
     opt, sched = make_optimizer(model.parameters(), cfg)
     model, opt, sched = acc.prepare(model, opt, sched)
     printed: list[str] = []
