@@ -346,6 +346,7 @@ def save_checkpoint(accelerator, folder: Path, step: int, key: str, state: Check
             raise
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+        # accelerate's ProjectConfiguration(total_limit=...) prunes only inside save_state, which this file replaces
         for p in checkpoint_candidates(folder, key)[keep:]:  # only this stage key: others are not ours to prune
             shutil.rmtree(p, ignore_errors=True)
     acc.wait_for_everyone()
