@@ -18,6 +18,7 @@ resume says so in one line and tries the previous one.
 
 from __future__ import annotations
 
+import logging
 import contextlib
 import errno
 import hashlib
@@ -32,6 +33,9 @@ import torch
 
 from specmatch.core.errors import SpecmatchError, WeightsError
 from specmatch.core.layout import EMA_FILE, MARKER_FILE, MODEL_FILE
+
+log = logging.getLogger(__name__)
+
 
 FORMAT = "specmatch-checkpoint-1"
 _STEP_DIR = re.compile(r"^step_(\d{9})$")
@@ -458,12 +462,6 @@ def write_json_atomic(path: Path, data: Any) -> None:
 _STAGE_FILES = (MODEL_FILE, EMA_FILE)  # what a training stage leaves, see final_weights
 
 
-def _say(message: str) -> None:
-    from accelerate import PartialState
-
-    PartialState().print(message)
-
-
 def stage_complete(folder: Path, key: str) -> bool:
     """True when ``folder/stage.json`` has this key and every file it recorded is still as it was written.
 
@@ -496,7 +494,7 @@ def stage_complete(folder: Path, key: str) -> bool:
             if rec.get("sha256") and _sha256(path) != rec["sha256"]:
                 raise DamagedFile(path, "content changed since the stage completed (sha256 differs)")
     except DamagedFile as e:
-        _say(f"[{folder.name}] {e.path} is damaged ({e.problem}): the stage is not complete and runs again")
+        log.warning(f"[{folder.name}] {e.path} is damaged ({e.problem}): the stage is not complete and runs again")
         return False
     return True
 
