@@ -1,13 +1,16 @@
 """The ``specmatch`` command line. Commands hold no logic: they call the core and map errors to exit codes.
 
 Heavy modules (torch, plugins) are imported inside commands, so ``--help`` and ``--version`` stay fast.
-User mistakes print a message without a traceback: exit code 2 for an invalid recipe, 1 otherwise.
+User mistakes print a message without a traceback: exit code 2 for an invalid recipe, 1 otherwise. Internal
+errors print one line too, naming where the traceback went (the run log, or stderr with ``-v``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,35 @@ from . import __version__
 from .core.errors import SpecmatchError
 
 
+log = logging.getLogger("specmatch")
+
+
+class _Console(logging.Handler):
+    """The package's log records on stdout as plain lines, where the engine used to print them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:  # tracebacks are the error handler's business (_Group)
+            return False
+        # one process speaks for all, as accelerate's print did; only the engine logs, after the state exists
+        state = sys.modules.get("accelerate.state")
+        return state is None or state.PartialState().is_main_process
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record))  # resolves stdout now, so it follows click's test runner too
+
+
+def _configure_logging(verbose: bool) -> None:
+    from .engine.logs import close_run_log
+
+    close_run_log()  # left open by a run that failed earlier in this process (tests, notebooks)
+    for old in [h for h in log.handlers if isinstance(h, _Console)]:  # one per invocation
+        log.removeHandler(old)
+    log.addHandler(_Console(logging.DEBUG if verbose else logging.INFO))
+    log.setLevel(logging.DEBUG)
+
+
 class _Group(click.Group):
-    """Turns :class:`SpecmatchError` into a clean message and exit code."""
+    """Turns :class:`SpecmatchError` into a clean message and exit code, and any other error into one line."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -27,6 +57,18 @@ class _Group(click.Group):
         except SpecmatchError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug, not a user mistake
+            verbose = (ctx.obj or {}).get("verbose", False)
+            log.error("internal error", exc_info=exc)  # reaches the run log, if a run has one open
+            files = [h.baseFilename for h in log.handlers if isinstance(h, logging.FileHandler)]
+            if verbose:
+                click.echo("".join(traceback.format_exception(exc)), err=True, nl=False)
+            where = f"traceback in {files[0]}" if files else "traceback above" if verbose else \
+                "rerun with -v for the traceback"
+            click.echo(f"Error: internal error: {type(exc).__name__}: {exc} ({where})", err=True)
+            ctx.exit(1)
 
 
 def _settings(ctx: click.Context) -> dict[str, Any]:
@@ -54,17 +96,20 @@ def _registry(ctx: click.Context, extra_files: tuple = ()):
 @click.option("--disable-plugin", "disabled", multiple=True, metavar="DIST",
               help="Do not load this plugin distribution (repeatable; also SPECMATCH_DISABLE_PLUGINS).")
 @click.option("--strict-plugins", is_flag=True, help="Fail if any plugin is broken.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Print debug messages, and the traceback of an internal error.")
 @click.option("--allow-recipe-plugins", is_flag=True,
               help="Load the plugin files a recipe lists in [plugins] files. They run Python code: use only "
                    "for recipes you trust. Without it such recipes are refused (exit 2).")
 @click.pass_context
 def main(ctx: click.Context, plugin_files: tuple[str, ...], disabled: tuple[str, ...], strict_plugins: bool,
-         allow_recipe_plugins: bool) -> None:
+         verbose: bool, allow_recipe_plugins: bool) -> None:
     """specmatch: train autoencoders, regularize their latents, and measure how well they diffuse."""
     from .core.session import configure
 
     ctx.obj = {"plugin_files": list(plugin_files), "disabled": list(disabled), "strict": strict_plugins,
-               "allow_recipe_plugins": allow_recipe_plugins}
+               "allow_recipe_plugins": allow_recipe_plugins, "verbose": verbose}
+    _configure_logging(verbose)
     # recipes the engine loads itself (analyze reads a run's recipe) see the same choices
     configure(plugin_files=plugin_files, disabled=disabled, allow_recipe_plugins=allow_recipe_plugins)
 

@@ -41,6 +41,9 @@ def gaussian_kernel1d(sigma: float, size: int, *, device=None, dtype=torch.float
 
 def gaussian_blur(features: Tensor, sigma: float, size: int, *, padding_mode: str = "reflect") -> Tensor:
     """Per-channel 2-D Gaussian blur of (B, C, H, W), same size out (separable depthwise convolution)."""
+    # Not torchvision's gaussian_blur: it matches on the reflect path (same normalised kernel, ~1e-7 in float32)
+    # but only reflects, so it has no zeros/replicate/circular modes and fails on grids of side <= radius, which
+    # fall back to replicate here.
     if padding_mode not in _PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
     channels = features.shape[1]

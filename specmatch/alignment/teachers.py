@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from specmatch.core.errors import SpecmatchError, WeightsError
+from specmatch.nn.frozen import FrozenModule
 
 __all__ = [
     "FrozenTeacher",
@@ -58,8 +59,9 @@ def _as_size(size: Union[None, int, Sequence[int]]) -> Optional[tuple[int, int]]
     return size[-2:] if len(size) >= 2 else (size[0], size[0])
 
 
-class FrozenTeacher(nn.Module):
-    """Shared behaviour: frozen parameters, permanent eval mode, resize-to-input-size, grids, ``describe()``.
+class FrozenTeacher(FrozenModule):
+    """Shared behaviour: frozen and always in eval mode (``FrozenModule``), resize-to-input-size, grids,
+    ``describe()``.
 
     Subclasses set the descriptive attributes and implement ``_preprocess`` (images in [-1, 1] at the teacher's
     input size -> network input) and ``_features`` (network input -> (B, D, gh, gw)).
@@ -79,15 +81,6 @@ class FrozenTeacher(nn.Module):
         self.feature_dim = 0
         self._grids: dict[tuple[int, int], tuple[int, int]] = {}
         self._last_grid: Optional[tuple[int, int]] = None
-
-    # -- nn.Module plumbing --------------------------------------------------------------------------------------
-    def _freeze(self) -> None:
-        for p in self.parameters():
-            p.requires_grad_(False)
-        super().train(False)
-
-    def train(self, mode: bool = True):  # noqa: D102 - a teacher never leaves eval mode
-        return super().train(False)
 
     # -- the interface -------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -9,7 +9,9 @@ Start-up order (``load_plugins``):
    distribution, filtered by the allow-list (``SPECMATCH_PLUGINS``) and block-list
    (``SPECMATCH_DISABLE_PLUGINS`` / ``--disable-plugin``), sorted, each loaded inside ``try``;
 4. local plugin files (``--plugin-file`` or a recipe's ``[plugins] files``);
-5. per plugin: a check for hook functions whose names look like specmatch hooks but are not (typos).
+5. per plugin: pluggy's ``check_pending`` right after registering it, so a ``@hookimpl`` that matches no
+   hook spec (a typo, or a hook this specmatch does not have) breaks that plugin; ``optionalhook=True``
+   implementations are exempt, as in pluggy.
 
 A plugin that fails any step becomes a *broken* record (reason and traceback kept) instead of breaking the
 others. Nothing here runs at ``import specmatch``: commands call ``load_plugins`` when they need it.
@@ -122,18 +124,23 @@ def _hook_names() -> set[str]:
     return {name for name in dir(hookspecs) if name.startswith("specmatch_")}
 
 
-def _misspelled_hooks(plugin: Any) -> list[str]:
-    """Functions marked ``@hookimpl`` (or named like hooks) that match no hook spec."""
-    known = _hook_names()
+def _unknown_hook_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """Empty unless ``check_pending`` rejects ``plugin``; then one message per unknown hook, with a suggestion."""
+    try:
+        pm.check_pending()  # earlier plugins passed this check, so only ``plugin`` can fail it
+        return []
+    except pluggy.PluginValidationError:
+        pass
+    known = sorted(_hook_names())
     problems = []
-    for attr_name in dir(plugin):
-        if not attr_name.startswith("specmatch_") or attr_name in known:
+    # check_pending stops at the first unknown hook; name them all
+    for caller in pm.get_hookcallers(plugin):
+        if caller.has_spec() or all(impl.optionalhook for impl in caller.get_hookimpls()
+                                    if impl.plugin is plugin):
             continue
-        obj = getattr(plugin, attr_name, None)
-        if callable(obj):
-            close = difflib.get_close_matches(attr_name, sorted(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"declares unknown hook {attr_name!r}{hint}")
+        close = difflib.get_close_matches(caller.name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(f"declares unknown hook {caller.name!r}{hint}")
     return problems
 
 
@@ -195,14 +202,15 @@ def new_manager() -> pluggy.PluginManager:
 
 def _register(pm: pluggy.PluginManager, plugin: Any, record: PluginRecord) -> PluginRecord:
     """Register one plugin object; any failure turns its record into a broken one."""
-    problems = _misspelled_hooks(plugin)
-    if problems:
-        return attrs.evolve(record, status="broken", reason="; ".join(problems))
     try:
         pm.register(plugin, name=record.name)
     except Exception as exc:  # pluggy validation (bad hook signature) or a duplicate name
         return attrs.evolve(record, status="broken", reason=f"{type(exc).__name__}: {exc}",
                             details=traceback.format_exc())
+    problems = _unknown_hook_problems(pm, plugin)
+    if problems:
+        pm.unregister(plugin)
+        return attrs.evolve(record, status="broken", reason="; ".join(problems))
     return record
 
 

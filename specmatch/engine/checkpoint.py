@@ -18,6 +18,7 @@ resume says so in one line and tries the previous one.
 
 from __future__ import annotations
 
+import logging
 import contextlib
 import errno
 import hashlib
@@ -32,6 +33,9 @@ import torch
 
 from specmatch.core.errors import SpecmatchError, WeightsError
 from specmatch.core.layout import EMA_FILE, MARKER_FILE, MODEL_FILE
+
+log = logging.getLogger(__name__)
+
 
 FORMAT = "specmatch-checkpoint-1"
 _STEP_DIR = re.compile(r"^step_(\d{9})$")
@@ -258,6 +262,25 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict, live_grou
     return {"state": state, "param_groups": groups}
 
 
+@contextlib.contextmanager
+def atomic_write(path: Path, needed: int = 0) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write; on success it is flushed and renamed over ``path``.
+
+    A kill or a full disk leaves ``path`` as it was (never half-written); a failed write deletes the temporary.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with no_space_message(path.parent, path.name, needed):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+            with tmp.open("rb") as f:
+                os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1))
 
@@ -327,6 +350,7 @@ def save_checkpoint(accelerator, folder: Path, step: int, key: str, state: Check
             raise
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
+        # accelerate's ProjectConfiguration(total_limit=...) prunes only inside save_state, which this file replaces
         for p in checkpoint_candidates(folder, key)[keep:]:  # only this stage key: others are not ours to prune
             shutil.rmtree(p, ignore_errors=True)
     acc.wait_for_everyone()
@@ -401,17 +425,8 @@ def save_weights(module, path: Path, metadata: dict[str, str] | None = None) -> 
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    try:
-        with no_space_message(path.parent, path.name, _tensor_bytes(state.values())):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_file(state, str(tmp), metadata=metadata or {})
-            with tmp.open("rb") as f:
-                os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
+    with atomic_write(path, _tensor_bytes(state.values())) as tmp:
+        save_file(state, str(tmp), metadata=metadata or {})
 
 
 def load_weights(module, path: Path) -> None:
@@ -440,20 +455,11 @@ def load_weights(module, path: Path) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with no_space_message(path.parent, path.name):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
 
 
 _STAGE_FILES = (MODEL_FILE, EMA_FILE)  # what a training stage leaves, see final_weights
-
-
-def _say(message: str) -> None:
-    from accelerate import PartialState
-
-    PartialState().print(message)
 
 
 def stage_complete(folder: Path, key: str) -> bool:
@@ -488,7 +494,7 @@ def stage_complete(folder: Path, key: str) -> bool:
             if rec.get("sha256") and _sha256(path) != rec["sha256"]:
                 raise DamagedFile(path, "content changed since the stage completed (sha256 differs)")
     except DamagedFile as e:
-        _say(f"[{folder.name}] {e.path} is damaged ({e.problem}): the stage is not complete and runs again")
+        log.warning(f"[{folder.name}] {e.path} is damaged ({e.problem}): the stage is not complete and runs again")
         return False
     return True
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .checkpoint import atomic_write
+
 
 class LatentNormalizer(nn.Module):
     def __init__(self, autoencoder: nn.Module, mean: torch.Tensor, std: torch.Tensor):
@@ -70,9 +72,8 @@ def compute_latent_stats(accelerator, autoencoder: nn.Module, dataset, *, images
 def save_latent_stats(stats: dict[str, torch.Tensor], path: Path, meta: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in stats.items()}, str(tmp), metadata=meta)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        save_file({k: v.contiguous() for k, v in stats.items()}, str(tmp), metadata=meta)
 
 
 def load_latent_stats(path: Path) -> dict[str, torch.Tensor]:

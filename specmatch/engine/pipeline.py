@@ -16,6 +16,7 @@ from specmatch.core.plan import Plan
 from specmatch.core.recipe import ResolvedRecipe
 
 from . import report
+from .logs import run_log
 from .run_context import RunContext
 from .run_lock import RunLock
 from .runtime import make_accelerator
@@ -77,7 +78,8 @@ def run_stages(run: RunContext) -> dict[str, Any]:
 
 def run_pipeline(resolved: ResolvedRecipe, plan: Plan, *, resume: bool = True) -> dict[str, Any]:
     run = make_run_context(resolved, plan, resume=resume)
-    with RunLock(run.layout.root, enabled=run.accelerator.is_main_process):
+    main_process = run.accelerator.is_main_process
+    with run_log(run.layout.root, main_process=main_process), RunLock(run.layout.root, enabled=main_process):
         metrics = run_stages(run)
     if run.accelerator.is_main_process:
         print(report.metrics_table(metrics))

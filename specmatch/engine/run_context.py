@@ -6,6 +6,7 @@ frozen result; nothing passes between stages through attributes set elsewhere.
 
 from __future__ import annotations
 
+import logging
 import contextlib
 import time
 from typing import Any, Iterator
@@ -18,6 +19,9 @@ from specmatch.core.recipe import ResolvedComponent, ResolvedRecipe
 
 from . import build as B
 from .runtime import derive_seed, seeded_init
+
+
+log = logging.getLogger(__name__)
 
 
 @attrs.define
@@ -51,6 +55,8 @@ class RunContext:
 
     @contextlib.contextmanager
     def timed(self, name: str) -> Iterator[None]:
+        log.debug(f"[{name}] started")
         t0 = time.perf_counter()
         yield
         self.timings[name] = time.perf_counter() - t0
+        log.debug(f"[{name}] finished in {self.timings[name]:.1f} s")

@@ -8,10 +8,10 @@ optimizers, schedulers, EMA, RNG and the step from the newest intact checkpoint 
 
 from __future__ import annotations
 
+import logging
 import contextlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -22,11 +22,14 @@ from torch import nn
 from specmatch.core.errors import SpecmatchError
 from specmatch.core.layout import CHECKPOINTS
 
-from .checkpoint import CheckpointState, DamagedFile, checkpoint_candidates, load_checkpoint, no_space_message, \
-    save_checkpoint
+from .checkpoint import CheckpointState, DamagedFile, atomic_write, checkpoint_candidates, load_checkpoint, \
+    no_space_message, save_checkpoint
 from .data import step_loader
 from .runtime import step_generators
 from .schedule import warmup_lambda
+
+
+log = logging.getLogger(__name__)
 
 
 def begin_stage(accelerator) -> None:
@@ -75,7 +78,7 @@ class NonFiniteGuard:
                 f"(train.{self.stage}.max_nonfinite_steps = {self.limit}); stopped. Checkpoints are kept: "
                 f"rerun unchanged to resume from the last one, or lower the learning rate or the term's weight, "
                 f"or set run.mixed_precision = 'no' (a changed recipe restarts the stage)")
-        acc.print(f"[{self.stage}] step {step}: non-finite {what}; update skipped")
+        log.warning(f"[{self.stage}] step {step}: non-finite {what}; update skipped")
         return True
 
 
@@ -122,10 +125,8 @@ class MetricsLog:
             if not isinstance(row, dict) or (row.get("stage") == self.stage and row.get("step", 0) > step):
                 continue
             rows.append(json.dumps({k: _json_value(v) for k, v in row.items()}, allow_nan=False) + "\n")
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        with no_space_message(self.path.parent, self.path.name):
+        with atomic_write(self.path) as tmp:
             tmp.write_text("".join(rows))
-        os.replace(tmp, self.path)
 
 
 class StageTrainer:
@@ -222,16 +223,19 @@ class StageTrainer:
                 try:
                     self.step = load_checkpoint(acc, path, state)
                 except DamagedFile as e:
-                    acc.print(f"[{self.name}] checkpoint {path.name} not used: {e}")
+                    log.warning(f"[{self.name}] checkpoint {path.name} not used: {e}")
                     touched = touched or e.partial
                     continue
-                acc.print(f"[{self.name}] resumed from {path} (step {self.step})")
+                log.info(f"[{self.name}] resumed from {path} (step {self.step})")
                 break
             else:
                 if touched:  # a fresh start needs the freshly built weights, which are partly overwritten
                     raise SpecmatchError(
                         f"[{self.name}] no checkpoint in {self.folder / CHECKPOINTS} could be loaded; rerun with "
                         f"--no-resume, or delete that folder, to train the stage from the start")
+                log.debug(f"[{self.name}] no checkpoint of this stage key to resume from; starting at step 0")
+        else:
+            log.debug(f"[{self.name}] resume is off (--no-resume): starting at step 0")
         self.log.keep_until(self.step)
         return self.step
 

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from specmatch.core.errors import WeightsError
+from specmatch.nn.frozen import FrozenModule
 
 __all__ = ["STLPIPS", "LPIPS", "load_stlpips", "stlpips_weights_path"]
 
@@ -34,18 +35,6 @@ _STLPIPS_NETS = ("alex", "vgg")
 
 # stlpips-pytorch imports these at module level but never uses them on the paths specmatch calls.
 _JUNK_IMPORTS = {"IPython": ("embed",), "torchsummary": ("summary",)}
-
-
-class _FrozenModule(nn.Module):
-    """A module that stays in eval mode and keeps its parameters out of every optimiser."""
-
-    def _freeze(self) -> None:
-        for p in self.parameters():
-            p.requires_grad_(False)
-        super().train(False)
-
-    def train(self, mode: bool = True):  # noqa: D102 - frozen: dropout/batch-norm must never switch on
-        return super().train(False)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -126,7 +115,7 @@ def load_stlpips(net: str = "alex") -> nn.Module:
     return model.eval()
 
 
-class STLPIPS(_FrozenModule):
+class STLPIPS(FrozenModule):
     """Shift-tolerant LPIPS distance, reported as "ST-LPIPS".
 
     ``STLPIPS(net="alex")(x, y)`` with x, y in [-1, 1], (B, 3, H, W) -> (B,) distances. Identical images give 0;
@@ -164,7 +153,7 @@ def _default_backbone_path(net: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / _TORCHVISION_BACKBONE_FILES[net]
 
 
-class LPIPS(_FrozenModule):
+class LPIPS(FrozenModule):
     """Standard LPIPS (``lpips`` package) with the ImageNet backbone read from a local torchvision checkpoint.
 
     Args:

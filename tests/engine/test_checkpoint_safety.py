@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import pickle
 from pathlib import Path
 
@@ -27,6 +28,17 @@ class Stop(Exception):
     pass
 
 
+class Lines(logging.Handler):
+    """The engine's log messages, as the console would print them."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
 def train(folder: Path, *, crash_at: int | None = None, key: str = "k1", init_seed: int = 0, resume: bool = True,
           steps: int = STEPS):
     """Train ``steps`` steps (checkpoint every 2) in ``folder``; returns (trainer, model, ema, printed lines)."""
@@ -40,12 +52,9 @@ def train(folder: Path, *, crash_at: int | None = None, key: str = "k1", init_se
                       batch_size=4, checkpoint_every=2)
     opt, sched = make_optimizer(model.parameters(), cfg)
     model, opt, sched = acc.prepare(model, opt, sched)
-    printed: list[str] = []
-    acc.print = lambda *a, **k: printed.append(" ".join(map(str, a)))
     trainer = StageTrainer(accelerator=acc, name="toy", folder=folder, key=key, cfg=cfg, seed=7,
                            log=MetricsLog(folder / "metrics.jsonl", acc, "toy"), log_every=1, resume=resume)
     ema = trainer.add_ema(model, 0.5)
-    trainer.restore()
 
     def step_fn(batch, step, cpu_gen, dev_gen):
         if step == crash_at:
@@ -59,11 +68,18 @@ def train(folder: Path, *, crash_at: int | None = None, key: str = "k1", init_se
         ema.update(model, step=step)
         return {"loss": float(loss), "nan": float("nan"), "inf": float("-inf")}
 
+    printed = Lines()
+    logger = logging.getLogger("specmatch")
+    logger.addHandler(printed)
+    logger.setLevel(logging.DEBUG)
     try:
+        trainer.restore()
         trainer.run(DATA, step_fn)
     except Stop:
         pass
-    return trainer, model, ema, printed
+    finally:
+        logger.removeHandler(printed)
+    return trainer, model, ema, printed.lines
 
 
 def states(model, ema) -> dict[str, torch.Tensor]:

@@ -7,6 +7,7 @@ from its ``start_step`` on, odd steps are discriminator turns (the authors' alte
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import attrs
@@ -20,6 +21,9 @@ from ..checkpoint import load_weights, mark_stage_complete, save_weights, stage_
 from ..run_context import RunContext
 from ..runtime import replay, seed_stage_rng
 from ..training import MetricsLog, StageTrainer, begin_stage, make_optimizer
+
+
+log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -36,11 +40,11 @@ def autoencoder_stage(run: RunContext, train_set, test_set) -> AutoencoderResult
     if stage.reused_from is not None:
         source = stage.reused_from / "autoencoder"
         load_weights(ae, final_weights(source))
-        acc.print(f"[autoencoder] reused from {source}")
+        log.info(f"[autoencoder] reused from {source}")
         return AutoencoderResult(model=ae.to(acc.device).eval())
     if stage_complete(stage.folder, stage.key):
         load_weights(ae, final_weights(stage.folder))
-        acc.print(f"[autoencoder] complete in {stage.folder}; reused")
+        log.info(f"[autoencoder] complete in {stage.folder}; reused")
         return AutoencoderResult(model=ae.to(acc.device).eval())
     with run.timed("autoencoder"):
         return AutoencoderResult(model=_train(run, stage, comp, ae, train_set, test_set))

@@ -7,6 +7,7 @@ every step. With ``[repa]`` the denoiser's tokens after block ``repa.depth`` are
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import attrs
@@ -21,6 +22,9 @@ from ..run_context import RunContext
 from ..runtime import seed_stage_rng, seeded_init
 from ..training import MetricsLog, StageTrainer, begin_stage, make_optimizer
 from .latent_stats import LatentStatsResult
+
+
+log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -38,7 +42,7 @@ def denoiser_stage(run: RunContext, autoencoder: nn.Module, stats: LatentStatsRe
     denoiser = run.build("denoiser")
     if stage_complete(stage.folder, stage.key):
         load_weights(denoiser, final_weights(stage.folder))
-        acc.print(f"[denoiser] complete in {stage.folder}; reused")
+        log.info(f"[denoiser] complete in {stage.folder}; reused")
         return DenoiserResult(model=denoiser.to(acc.device).eval(), conditional=conditional)
     with run.timed("denoiser"):
         model = _train(run, stage, denoiser, autoencoder, stats, train_set, conditional)

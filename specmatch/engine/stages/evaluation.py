@@ -7,6 +7,7 @@ every Frechet number.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import attrs
@@ -17,6 +18,9 @@ from .. import evaluation as E
 from ..run_context import RunContext
 from .denoiser import DenoiserResult
 from .latent_stats import LatentStatsResult
+
+
+log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -46,7 +50,7 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
                         if ev.frechet else (None, "evaluation.frechet = false"))
     metrics["feature_network"] = network.describe()["name"] if network is not None else "none"
     if network is None:
-        acc.print(f"[evaluation] no Frechet/KID: {why_not}")
+        log.info(f"[evaluation] no Frechet/KID: {why_not}")
     if network is not None and x.shape[0] >= 2:
         metrics.update(E.frechet_metrics(x, y, prefix="r", network=network, kid_subset=ev.kid_subset_size,
                                          batch_size=ev.batch_size))
