@@ -36,7 +36,8 @@ import pluggy
 
 from . import hookspecs
 from .markers import PROJECT_NAME
-from .specs import KINDS, Provider
+from .kinds import KINDS
+from .specs import Provider
 
 ENTRY_POINT_GROUP = "specmatch"
 ENV_AUTOLOAD_OFF = "SPECMATCH_DISABLE_PLUGIN_AUTOLOAD"

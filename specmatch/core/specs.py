@@ -263,16 +263,6 @@ class DiscriminatorSpec(ComponentSpec):
     kind: ClassVar[str] = "discriminator"
 
 
-def __getattr__(name: str) -> Any:
-    """``KINDS`` and ``SPEC_CLASSES`` live in :mod:`specmatch.core.kinds` (which imports the spec classes
-    above), so they are re-exported lazily for modules that still import them from here."""
-    if name in ("KINDS", "SPEC_CLASSES"):
-        from . import kinds
-
-        return getattr(kinds, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def param(default: Any = attrs.NOTHING, *, doc: str, ge: float | None = None, gt: float | None = None,
           le: float | None = None, lt: float | None = None, choices: tuple[Any, ...] | None = None,
           factory: Callable[[], Any] | None = None, path: bool = False, finite: bool = True) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import types
-from pathlib import Path
 
 import attrs
 import pytest

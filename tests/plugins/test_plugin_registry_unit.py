@@ -8,7 +8,7 @@ import types
 import attrs
 import pytest
 
-from specmatch import PLUGIN_API, DatasetSpec, PluginConflictError, RegularizerSpec, hookimpl
+from specmatch import PLUGIN_API, PluginConflictError, RegularizerSpec, hookimpl
 from specmatch.core.plugins import LoadedPlugins, PluginRecord, load_plugins, new_manager
 from specmatch.core.registry import Registry, UnknownComponentError
 
