@@ -386,6 +386,16 @@ def test_block_lowpass_matches_per_block_scipy(rng, level, block):
     np.testing.assert_allclose(block_lowpass(x, level, block).numpy(), expected, rtol=0, atol=2e-6)
 
 
+def test_block_lowpass_sliced_cpu_path_matches(rng, monkeypatch):
+    # Large CPU images are processed in slices of block rows; force tiny slices (3 block rows, uneven split).
+    import specmatch.spectral.dsm as dsm
+
+    monkeypatch.setattr(dsm, "_LOWPASS_CHUNK_BYTES", 3 * 8 * 16 * 4)
+    x = rand(rng, 2, 3, 16, 16)
+    expected = scipy_block_lowpass(x.double().numpy(), 10, 8)
+    np.testing.assert_allclose(block_lowpass(x, 10).numpy(), expected, rtol=0, atol=2e-6)
+
+
 def test_block_lowpass_is_an_orthogonal_projection(rng):
     x = rand(rng, 2, 4, 16, 16, dtype=torch.float64)
     once = block_lowpass(x, 10)
