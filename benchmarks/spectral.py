@@ -150,7 +150,6 @@ def check_baseline_against_golden() -> str:
         return f"golden data not found at {GOLDEN}; baseline-vs-golden check skipped"
     cases = json.loads(json_path.read_text())["cases"]
     arrays = np.load(npz_path)
-    worst = 0.0
     for case in cases:
         cid = case["id"]
         if case["kind"] == "esm":
