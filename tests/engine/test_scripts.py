@@ -16,6 +16,7 @@ TINY_DATA = ["-o", "data.params.resolution=16", "-o", "data.params.num_images=64
              "-o", "latent_stats.images=16"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_cpu_comparison_then_diffusability(tmp_path):
     specmatch = Path(sys.executable).with_name("specmatch")
