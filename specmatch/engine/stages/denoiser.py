@@ -123,10 +123,10 @@ def _train(run: RunContext, stage, denoiser: nn.Module, autoencoder, stats: Late
     trainer.restore()
     latents = _Latents(run, autoencoder, stats, train_set, keep_images=repa is not None)
 
-    def loss_of(z, y, features) -> tuple[torch.Tensor, dict[str, Any]]:
+    def loss_of(z, y, features, noise: torch.Generator) -> tuple[torch.Tensor, dict[str, Any]]:
         kwargs = {"y": y} if conditional else {}
         if repa is None:
-            return objective.loss(model, z, generator=noise_generator[0], **kwargs)
+            return objective.loss(model, z, generator=noise, **kwargs)
         projected = []
 
         def velocity_of(x_t, t, **kw):  # the objective sees a plain denoiser
@@ -134,21 +134,18 @@ def _train(run: RunContext, stage, denoiser: nn.Module, autoencoder, stats: Late
             projected.append(tokens)
             return velocity
 
-        loss, parts = objective.loss(velocity_of, z, generator=noise_generator[0], **kwargs)
+        loss, parts = objective.loss(velocity_of, z, generator=noise, **kwargs)
         parts["repa"] = repa.loss(projected[-1], features)
         return loss + run.recipe.repa.weight * parts["repa"], parts
 
-    noise_generator: list[torch.Generator] = [None]  # the step's noise stream, read by loss_of
-
     def step_fn(batch, step, control, noise) -> dict[str, float]:
-        noise_generator[0] = noise
         z_all, y_all, images = latents(batch, noise)
         features_all = repa.teacher_features(images) if repa is not None else None
         model.train()
         logs: dict[str, float] = {"lr": sched.get_last_lr()[0]}
         for z, y, features in trainer.micro_batches(model, z_all, y_all, features_all):
             with acc.autocast():
-                loss, parts = loss_of(z, y, features)
+                loss, parts = loss_of(z, y, features, noise)
             acc.backward(loss / cfg.grad_accumulation)
             logs.update(to_floats({"loss/total": loss, **{f"loss/{k}": v for k, v in parts.items()}}))
             trainer.guard.observe(logs)
