@@ -8,8 +8,8 @@ optimizers, schedulers, EMA, RNG and the step from the newest intact checkpoint 
 
 from __future__ import annotations
 
-import logging
 import contextlib
+import logging
 import json
 import math
 import time
@@ -20,10 +20,10 @@ import torch
 from torch import nn
 
 from specmatch.core.errors import SpecmatchError
-from specmatch.core.layout import CHECKPOINTS
+from specmatch.core.layout import CHECKPOINTS, EMA_FILE, MODEL_FILE
 
 from .checkpoint import CheckpointState, DamagedFile, atomic_write, checkpoint_candidates, load_checkpoint, \
-    no_space_message, save_checkpoint
+    mark_stage_complete, no_space_message, save_checkpoint, save_weights
 from .data import step_loader
 from .runtime import step_generators
 from .schedule import warmup_lambda
@@ -33,11 +33,7 @@ log = logging.getLogger(__name__)
 
 
 def begin_stage(accelerator) -> None:
-    """Forget the previous stage's prepared models, optimizers and schedulers.
-
-    A stage's checkpoint must hold only that stage's state; a trainer without explicit ``track`` calls
-    checkpoints what the accelerator has prepared, so the previous stage's objects must be gone.
-    """
+    """Forget the previous stage's prepared models, optimizers and schedulers (and free their memory)."""
     accelerator.free_memory()
 
 
@@ -132,8 +128,7 @@ class MetricsLog:
 class StageTrainer:
     """Runs a stage's steps, logs, checkpoints and resumes.
 
-    Checkpoints hold what ``track`` registered (plus EMA copies from ``add_ema``); without ``track`` calls,
-    every model, optimizer and scheduler the accelerator has prepared since ``begin_stage``.
+    Checkpoints hold what ``track`` registered, plus the EMA copies from ``add_ema``.
     """
 
     def __init__(self, *, accelerator, name: str, folder: Path, key: str, cfg: Any, seed: int, log: MetricsLog,
@@ -196,19 +191,28 @@ class StageTrainer:
         return ema
 
     def checkpoint_state(self) -> CheckpointState:
+        """What a checkpoint holds: the ``track``ed models, optimizers and schedulers, and the EMA copies."""
         state = CheckpointState()
-        t = self.tracked
-        if not (t.models or t.optimizers or t.schedulers):  # what accelerate's own save_state would save
-            acc = self.accelerator
-            for kind, objs in (("models", acc._models), ("optimizers", acc._optimizers),
-                               ("schedulers", acc._schedulers)):
-                for i, obj in enumerate(objs):
-                    state.add(kind, str(i), obj)
-        else:
-            state.models, state.optimizers, state.schedulers = dict(t.models), dict(t.optimizers), \
-                dict(t.schedulers)
+        state.models, state.optimizers = dict(self.tracked.models), dict(self.tracked.optimizers)
+        state.schedulers = dict(self.tracked.schedulers)
         state.emas = {str(i): ema for i, ema in enumerate(self.emas)}
         return state
+
+    def save_final(self, model: nn.Module, ema=None, metadata: dict[str, str] | None = None) -> nn.Module:
+        """Write the stage's final weights (and EMA copy), mark the stage complete; the model to use next.
+
+        The main process writes; every process waits for it. Returns the EMA copy when there is one, in eval
+        mode, else the trained model.
+        """
+        acc = self.accelerator
+        if acc.is_main_process:
+            meta = {"stage_key": self.key, **(metadata or {})}
+            save_weights(model, self.folder / MODEL_FILE, meta)
+            if ema is not None:
+                save_weights(ema.module, self.folder / EMA_FILE, meta)
+            mark_stage_complete(self.folder, self.key, {"steps": self.cfg.steps})
+        acc.wait_for_everyone()
+        return (ema.module if ema is not None else model).eval()
 
     def restore(self) -> int:
         """Load the newest intact checkpoint of this stage key (falling back past damaged ones); returns the step.

@@ -54,6 +54,7 @@ def train(folder: Path, *, crash_at: int | None = None, key: str = "k1", init_se
     model, opt, sched = acc.prepare(model, opt, sched)
     trainer = StageTrainer(accelerator=acc, name="toy", folder=folder, key=key, cfg=cfg, seed=7,
                            log=MetricsLog(folder / "metrics.jsonl", acc, "toy"), log_every=1, resume=resume)
+    trainer.track("0", model=model, optimizer=opt, scheduler=sched)  # files model-0, optimizer-0, ...
     ema = trainer.add_ema(model, 0.5)
 
     def step_fn(batch, step, cpu_gen, dev_gen):

@@ -17,7 +17,7 @@ from torch import nn
 from specmatch.core.layout import final_weights
 
 from ..autoencoder_loss import AutoencoderObjective, RegularizerSlot, discriminator_loss, to_floats
-from ..checkpoint import load_weights, mark_stage_complete, save_weights, stage_complete
+from ..checkpoint import load_weights, stage_complete
 from ..run_context import RunContext
 from ..runtime import replay, seed_stage_rng
 from ..training import MetricsLog, StageTrainer, begin_stage, make_optimizer
@@ -155,15 +155,7 @@ def _train(run: RunContext, stage, comp, ae: nn.Module, train_set, test_set) -> 
         return logs
 
     trainer.run(train_set, step_fn, num_workers=run.recipe.data.num_workers)
-    model = unwrapped().autoencoder
-    if acc.is_main_process:
-        meta = {"component": comp.spec.name, "stage_key": stage.key}
-        save_weights(model, stage.folder / "model.safetensors", meta)
-        if ema is not None:
-            save_weights(ema.module, stage.folder / "ema.safetensors", meta)
-        mark_stage_complete(stage.folder, stage.key, {"steps": cfg.steps})
-    acc.wait_for_everyone()
-    return (ema.module if ema is not None else model).eval()
+    return trainer.save_final(unwrapped().autoencoder, ema, {"component": comp.spec.name})
 
 
 class _Diagnostics:

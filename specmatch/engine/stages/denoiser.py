@@ -17,7 +17,7 @@ from torch import nn
 from specmatch.core.layout import final_weights
 
 from ..autoencoder_loss import to_floats
-from ..checkpoint import load_weights, mark_stage_complete, save_weights, stage_complete
+from ..checkpoint import load_weights, stage_complete
 from ..run_context import RunContext
 from ..runtime import seed_stage_rng, seeded_init
 from ..training import MetricsLog, StageTrainer, begin_stage, make_optimizer
@@ -154,11 +154,4 @@ def _train(run: RunContext, stage, denoiser: nn.Module, autoencoder, stats: Late
         return logs
 
     trainer.run(latents.data, step_fn, num_workers=0 if cfg.cache_latents else run.recipe.data.num_workers)
-    trained = plain_denoiser()
-    if acc.is_main_process:
-        save_weights(trained, stage.folder / "model.safetensors", {"stage_key": stage.key})
-        if ema is not None:
-            save_weights(ema.module, stage.folder / "ema.safetensors", {"stage_key": stage.key})
-        mark_stage_complete(stage.folder, stage.key, {"steps": cfg.steps})
-    acc.wait_for_everyone()
-    return (ema.module if ema is not None else trained).eval()
+    return trainer.save_final(plain_denoiser(), ema)
