@@ -19,7 +19,7 @@ STAGES = ("autoencoder", "latent_stats", "denoiser", "evaluation")
 _DEPENDS = {
     "autoencoder": ("data", "autoencoder", "regularizers", "perceptual", "adversarial", "alignment", "run"),
     "latent_stats": ("latent_stats",),
-    "denoiser": ("denoiser", "objective", "train", "repa"),
+    "denoiser": ("denoiser", "objective", "train", "denoiser_regularizers"),
     "evaluation": ("sampler", "evaluation"),
 }
 
@@ -56,7 +56,7 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
     ae_from = (resolved.recipe_dir / r.autoencoder.from_run) if r.autoencoder.from_run else None
     ae_train = r.train.autoencoder
     regs = ", ".join(f"{c.name}={c.weight:g}" for c in r.regularizers) or "none"
-    # a teacher that only REPA uses does not touch the autoencoder
+    # a teacher that only the denoiser's terms use (REPA) does not touch the autoencoder
     ae_key = resolved.section_hash(*_DEPENDS["autoencoder"],
                                    unused=() if resolved.autoencoder_uses_teacher() else ("alignment",))
     import hashlib
@@ -83,12 +83,13 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
     if r.denoiser is not None:
         dn = r.train.denoiser
         den_table = resolved.to_dict()["train"]["denoiser"]
-        den_tables = ("denoiser", "objective")
+        den_tables = ("denoiser", "objective", "denoiser_regularizers")
         den_what = f"train {r.denoiser.name} with {r.objective.name} for {dn.steps} steps (batch {dn.batch_size})"
-        if r.repa is not None:
-            den_tables += ("repa", "alignment")
-            dog = " (DoG target)" if r.repa.target_filter == "dog" else ""
-            den_what += f"; REPA {r.repa.weight:g} at block {r.repa.depth} to {r.alignment.name}{dog}"
+        if r.denoiser_regularizers:
+            den_what += "; terms: " + ", ".join(f"{c.name}={c.weight:g}" for c in r.denoiser_regularizers)
+        if resolved.denoiser_uses_teacher():
+            den_tables += ("alignment",)
+            den_what += f" (teacher {r.alignment.name})"
         key = h(key, resolved.section_hash(*den_tables), json.dumps(den_table, sort_keys=True))
         stages.append(Stage(name="denoiser", key=key, folder=layout.stage_folder("denoiser"),
                             description=den_what))

@@ -57,6 +57,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "specmatch.regularizers.scale_equivariance",
     "specmatch.plugins.reconstruction",
     "specmatch.plugins.alignment",
+    "specmatch.alignment.repa",
     "specmatch.plugins.diffusion",
 )
 
