@@ -165,11 +165,22 @@ def _unmarked_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
     return out
 
 
+def _would_register(plugin: Any, hook: str) -> str:
+    """`` (which would register sampler 'x')``: what an unmarked registration hook returns, for the message."""
+    if hook not in hook_kinds():
+        return ""
+    try:
+        names = [f"{getattr(s, 'kind', '?')} {getattr(s, 'name', s)!r}" for s in getattr(plugin, hook)() or ()]
+    except Exception:  # noqa: BLE001 - only decorates the message; the missing marker is the problem
+        return ""
+    return f" (which would register {', '.join(names)})" if names else ""
+
+
 def _registers_nothing_problem(pm: pluggy.PluginManager, plugin: Any) -> str:
     """Why ``plugin`` would contribute nothing (``""`` when it implements at least one hook properly)."""
     unmarked = _unmarked_hooks(pm, plugin)
     if unmarked:
-        listed = ", ".join(unmarked)
+        listed = ", ".join(f"{name}{_would_register(plugin, name)}" for name in unmarked)
         head = "registers nothing" if not pm.get_hookcallers(plugin) else f"{listed} never called"
         return (f"{head}: {listed} {'is' if len(unmarked) == 1 else 'are'} defined without @hookimpl "
                 f"(likely cause: the decorator was forgotten; add `from specmatch import hookimpl` and "
