@@ -138,7 +138,7 @@ def components_list(ctx: click.Context, kind: str | None, as_json: bool, pattern
     specs = registry.search(kind, pattern)
     rows = [{"kind": s.kind, "name": s.name, "aliases": list(s.aliases), "provider": str(s.provider),
              "distribution": s.provider.distribution, "version": s.provider.version,
-             "builtin": s.provider.builtin, "summary": s.summary} for s in specs]
+             "builtin": s.provider.builtin, "component_version": s.version, "summary": s.summary} for s in specs]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -167,7 +167,8 @@ def components_info(ctx: click.Context, kind: str, name: str, as_json: bool) -> 
     rows = describe_fields(spec.params_class())
     if as_json:
         click.echo(json.dumps({"kind": kind, "name": spec.name, "aliases": list(spec.aliases),
-                               "provider": str(spec.provider), "summary": spec.summary, "facts": spec.info(),
+                               "provider": str(spec.provider), "plugin": spec.provider.plugin,
+                               "component_version": spec.version, "summary": spec.summary, "facts": spec.info(),
                                "params": rows}, indent=2, default=str))
         return
     click.echo(f"{spec.kind} {spec.name!r} — {spec.summary}")
