@@ -163,8 +163,13 @@ def components_info(ctx: click.Context, kind: str, name: str, as_json: bool) -> 
     """Summary, parameters (name, type, default, doc) and a TOML snippet for one component."""
     from .docs_render import describe_fields, toml_snippet
 
+    from .core.spec_checks import check_params_defaults
+
     spec = _registry(ctx).get(kind, name)
-    rows = describe_fields(spec.params_class())
+    params_cls = spec.params_class()
+    if isinstance(spec.params, str):  # a lazy params class: its defaults were not checked at registration
+        check_params_defaults(spec, params_cls)  # never print a snippet that validate rejects
+    rows = describe_fields(params_cls)
     if as_json:
         click.echo(json.dumps({"kind": kind, "name": spec.name, "aliases": list(spec.aliases),
                                "provider": str(spec.provider), "plugin": spec.provider.plugin,

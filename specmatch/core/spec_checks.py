@@ -55,8 +55,6 @@ def params_default_problems(params_cls: type) -> list[str]:
             continue  # a required key: the recipe must give it
         if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
             default = default.factory(None) if default.takes_self else default.factory()
-        if default is None:
-            continue  # an optional key left out (TOML has no null)
         value, found = structure(converter.unstructure(default), field.type, field.name)
         if not found:
             found = check_field(field, value, field.name)

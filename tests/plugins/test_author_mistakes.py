@@ -145,6 +145,9 @@ def test_a_lazy_params_class_is_checked_when_a_recipe_uses_it(write_plugin, tmp_
     assert result.exit_code == 2
     assert "sampler.params: sampler 'lazy-range' (from local file lazy_params.py" in result.output
     assert "steps: expected a value >= 1; got 0" in result.output
+    info = invoke_cli("--plugin-file", str(path), "components", "info", "sampler", "lazy-range")
+    assert info.exit_code == 1 and "TOML:" not in info.output  # no snippet that validate would reject
+    assert "Error: sampler 'lazy-range' (from local file lazy_params.py" in info.output
 
 
 # -- transforms_pair and transform_pair disagree ---------------------------------------------------------
