@@ -181,10 +181,10 @@ def _registers_nothing_problem(pm: pluggy.PluginManager, plugin: Any) -> str:
     unmarked = _unmarked_hooks(pm, plugin)
     if unmarked:
         listed = ", ".join(f"{name}{_would_register(plugin, name)}" for name in unmarked)
-        head = "registers nothing" if not pm.get_hookcallers(plugin) else f"{listed} never called"
-        return (f"{head}: {listed} {'is' if len(unmarked) == 1 else 'are'} defined without @hookimpl "
-                f"(likely cause: the decorator was forgotten; add `from specmatch import hookimpl` and "
-                f"`@hookimpl` above each hook function)")
+        head = "registers nothing: " if not pm.get_hookcallers(plugin) else ""
+        return (f"{head}{listed} {'is' if len(unmarked) == 1 else 'are'} defined without @hookimpl, so "
+                f"specmatch never calls {'it' if len(unmarked) == 1 else 'them'} (likely cause: the decorator was "
+                f"forgotten; add `from specmatch import hookimpl` and `@hookimpl` above each hook function)")
     if not pm.get_hookcallers(plugin):
         return ("registers nothing: it has no @hookimpl function (likely cause: the entry point or plugin file "
                 "names a module other than the one with the hooks)")

@@ -44,8 +44,8 @@ def test_hook_without_hookimpl_is_reported_as_registering_nothing(write_plugin):
     state, reason = status(path)
     assert state == "broken"
     assert reason.startswith("registers nothing: specmatch_samplers (which would register sampler "
-                             "'forgot-marker') is defined without @hookimpl (likely cause: the decorator was "
-                             "forgotten")
+                             "'forgot-marker') is defined without @hookimpl, so specmatch never calls it "
+                             "(likely cause: the decorator was forgotten")
     # the recipe that names the component is pointed at the plugin
     recipe = write_recipe(path.parent, MINIMAL_RECIPE + '[sampler]\nname = "forgot-marker"\n')
     result = invoke_cli("--plugin-file", str(path), "validate", str(recipe))
@@ -66,9 +66,9 @@ def test_one_unmarked_hook_beside_marked_ones_breaks_the_plugin(write_plugin):
     """)
     state, reason = status(path)
     assert state == "broken"
-    assert reason.startswith("specmatch_samplers (which would register sampler 'lost-sampler') never called: "
-                             "specmatch_samplers (which would register sampler 'lost-sampler') is defined "
-                             "without @hookimpl")
+    assert reason.startswith("specmatch_samplers (which would register sampler 'lost-sampler') is defined "
+                             "without @hookimpl, so specmatch never calls it (likely cause: the decorator was "
+                             "forgotten")
 
 
 def test_a_plugin_without_any_hook_registers_nothing(write_plugin):
