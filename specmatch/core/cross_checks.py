@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 from .errors import Problem
@@ -38,12 +39,40 @@ def cross_check(resolved: ResolvedRecipe, registry: Any, *,
         problems.append(Problem("train.denoiser.class_conditional", "set, but the recipe has no [denoiser]"))
     problems.extend(_check_denoiser_terms(resolved))
     problems.extend(check_facts(resolved, check_files=check_files))
-    for result in registry.plugins.manager.hook.specmatch_validate_recipe(recipe=resolved):
-        for item in result or ():
+    plugin_problems, plugin_warnings = _plugin_checks(resolved, registry)
+    return problems + plugin_problems, warnings + plugin_warnings
+
+
+def _plugin_checks(resolved: ResolvedRecipe, registry: Any) -> tuple[list[Problem], list[str]]:
+    """Every plugin's ``specmatch_validate_recipe``, one plugin at a time: one that raises is marked broken
+    (and not called again), and the others' checks still run. Its own components cannot be vouched for, so a
+    recipe that uses them is refused; any other recipe only gets a warning."""
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    plugins = registry.plugins
+    caller = plugins.manager.hook.specmatch_validate_recipe
+    for impl in reversed(caller.get_hookimpls()):  # pluggy's call order: last registered first
+        try:
+            result = impl.function(**{arg: resolved for arg in impl.argnames})
+            items = list(result or ())
+        except Exception as exc:
+            reason = f"hook specmatch_validate_recipe failed: {type(exc).__name__}: {exc}"
+            plugins.mark_broken(impl.plugin_name, reason, traceback.format_exc())
+            continue
+        for item in items:
             if isinstance(item, Problem):
                 problems.append(item)
             else:
                 warnings.append(str(item))
+    for record in plugins.broken:
+        used = [c for c in resolved.components.values()
+                if c.spec.provider is not None and c.spec.provider.plugin == record.name]
+        for comp in used:
+            problems.append(Problem(join(comp.path, "name"), f"{comp.kind} {comp.spec.name!r} comes from plugin "
+                                                             f"{record.name}, which is broken: {record.reason}"))
+        if not used and record.reason.startswith("hook specmatch_validate_recipe failed"):
+            warnings.append(f"plugin {record.name} ({record.distribution} {record.version}) is broken: "
+                            f"{record.reason}; its checks were skipped (this recipe uses none of its components)")
     return problems, warnings
 
 

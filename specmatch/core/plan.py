@@ -1,7 +1,9 @@
 """The plan of a run: which stages a recipe asks for, where their outputs go, and what each depends on.
 
-Each stage's key hashes exactly the recipe tables it depends on, so a changed recipe invalidates that
-stage and everything after it, and an unchanged stage is reused on rerun.
+Each stage's key hashes exactly the recipe tables it depends on, and the code fingerprint of every component
+those tables name (:mod:`specmatch.core.fingerprint`: spec version, plugin version, and the source of local
+and editable plugins), so a changed recipe or plugin invalidates that stage and everything after it, and an
+unchanged stage is reused on rerun.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import attrs
 
+from .fingerprint import components_hash
 from .layout import RunLayout
 from .recipe import ResolvedRecipe
 
@@ -67,7 +70,10 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
 
     # the autoencoder stage depends on its own training table only, not the denoiser's
     ae_table = resolved.to_dict()["train"]["autoencoder"]
-    key = h(ae_key, json.dumps(ae_table, sort_keys=True))
+    ae_paths = ["data", "autoencoder", *(c.path for c in resolved.regularizers()), "perceptual", "adversarial"]
+    if resolved.autoencoder_uses_teacher():
+        ae_paths.append("alignment")
+    key = h(ae_key, json.dumps(ae_table, sort_keys=True), components_hash(resolved, ae_paths))
     if ae_from is not None:
         key = h("from_run", str(ae_from.resolve()))
     layout = RunLayout(output_dir)
@@ -90,11 +96,15 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
         if resolved.denoiser_uses_teacher():
             den_tables += ("alignment",)
             den_what += f" (teacher {r.alignment.name})"
-        key = h(key, resolved.section_hash(*den_tables), json.dumps(den_table, sort_keys=True))
+        den_paths = ["denoiser", "objective", *(c.path for c in resolved.denoiser_regularizers())]
+        if resolved.denoiser_uses_teacher():
+            den_paths.append("alignment")
+        key = h(key, resolved.section_hash(*den_tables), json.dumps(den_table, sort_keys=True),
+                components_hash(resolved, den_paths))
         stages.append(Stage(name="denoiser", key=key, folder=layout.stage_folder("denoiser"),
                             description=den_what))
     ev = r.evaluation
-    key = h(key, resolved.section_hash("sampler", "evaluation"))
+    key = h(key, resolved.section_hash("sampler", "evaluation"), components_hash(resolved, ["sampler"]))
     what = f"PSNR/SSIM on {ev.reconstruction_images} held-out images"
     if r.denoiser is not None:
         what += f"; {ev.num_samples} samples with {r.sampler.name} -> FID/KID (N={ev.num_samples})"

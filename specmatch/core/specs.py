@@ -40,7 +40,8 @@ class Provider:
     version: str
     plugin: str  # registration name, e.g. "specmatch-wavelet:wavelet" or "specmatch.plugins.autoencoders"
     builtin: bool = False
-    location: str = ""
+    location: str = ""  # the plugin's module file (an entry module, or the local plugin file)
+    editable: bool = False  # an editable install (pip install -e): its source may change without a new version
 
     def __str__(self) -> str:
         return f"{self.distribution} {self.version}" + (" (builtin)" if self.builtin else "")
@@ -125,7 +126,9 @@ class ComponentSpec:
     ``factory(params, ctx: BuildContext)`` builds the component; ``params`` is an attrs class whose fields
     (with ``metadata={"doc": ...}``) are the recipe's ``params`` table. Both may be lazy references.
     ``default_for_kind=True`` makes it the component used when a recipe omits its kind's table (only for
-    kinds whose table may be omitted, e.g. ``[objective]``; one per kind). ``facts(params) -> Facts`` (optional, may be lazy too, must not import torch) states what ``validate``
+    kinds whose table may be omitted, e.g. ``[objective]``; one per kind). ``version`` is the component's own
+    version: change it when its behaviour changes, and the stages that use it run again instead of being
+    reused (see :mod:`specmatch.core.fingerprint`). ``facts(params) -> Facts`` (optional, may be lazy too, must not import torch) states what ``validate``
     cross-checks; it raises :class:`ParamError` for a value the factory would refuse.
     """
 
@@ -140,6 +143,7 @@ class ComponentSpec:
     provider: Provider | None = attrs.field(default=None, eq=False)
     facts: Any = None
     default_for_kind: bool = False
+    version: str = ""
 
     def params_class(self) -> type | None:
         cls = resolve_reference(self.params, what=f"{self.kind} {self.name!r} params")

@@ -24,6 +24,7 @@ from torch import nn
 from specmatch.core.components import DenoiserRegularizerInputs
 from specmatch.nn import batch_noise
 
+from .contracts import check_regularizer_loss
 from .schedule import term_weight
 
 
@@ -34,6 +35,7 @@ class TermSlot:
     name: str
     config: Any  # LossTermConfig
     needs: frozenset
+    provider: Any = None  # the spec's Provider, named in contract errors
 
 
 class TrainableDenoiser(nn.Module):
@@ -63,16 +65,13 @@ def drop_labels(y: torch.Tensor, p: float, null_class: int, generator: torch.Gen
 
 def denoiser_loss(model: nn.Module, terms: TrainableDenoiser, objective: Any, x0: torch.Tensor,
                   y: torch.Tensor | None, *, step: int, generator: torch.Generator,
-                  features: torch.Tensor | None = None, images: torch.Tensor | None = None,
-                  check_output: Any = None) -> tuple[torch.Tensor, dict[str, Any]]:
+                  features: torch.Tensor | None = None, images: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """The step's total loss and its logged parts. ``model`` is ``terms`` as prepared (maybe DDP-wrapped);
-    ``check_output(x, prediction)`` (optional) vets the denoiser's first output."""
+    (The denoiser's output shape is checked by a forward hook the engine installs, ``engine/contracts.py``.)"""
     seen: dict[str, torch.Tensor | None] = {}
 
     def denoise(x_t, t, **kwargs):  # what the objective calls: a plain denoiser
         prediction, hidden = model(x_t, t, **kwargs)
-        if check_output is not None:
-            check_output(x_t, prediction)
         seen["hidden"], seen["t"] = hidden, t
         return prediction
 
@@ -89,6 +88,7 @@ def denoiser_loss(model: nn.Module, terms: TrainableDenoiser, objective: Any, x0
                                            features=features, images=images)
         out = term.loss(inputs)
         value, extra = out if isinstance(out, tuple) else (out, {})
+        check_regularizer_loss(slot.name, value, slot.provider, kind="denoiser regularizer")
         loss = loss + weight * value
         parts[slot.name] = value
         parts.update({f"{slot.name}/{k}": v for k, v in extra.items()})

@@ -108,7 +108,7 @@ def test_dsm_block_check_uses_autoencoder_facts_not_its_name(tmp_path):
         "    factor: int = param(4, doc='downsampling', ge=1)\n"
         "@hookimpl\n"
         "def specmatch_autoencoders():\n"
-        "    yield AutoencoderSpec(name='my-ae', factory='x:y', params=P,\n"
+        "    yield AutoencoderSpec(name='my-ae', factory=lambda params, ctx: None, params=P,\n"
         "                          facts=lambda p: Facts(latent_channels=4, downsample_factor=p.factor))\n",
         encoding="utf-8")
     recipe = ('[data]\nname = "demo-photos"\nparams = { resolution = 32 }\n[autoencoder]\nname = "my-ae"\n'

@@ -61,7 +61,8 @@ def _terms(run: RunContext, denoiser: nn.Module) -> tuple[list[nn.Module], list[
     for comp in comps:
         with seeded_init(run.recipe.run.seed, comp.path):
             terms.append(run.build_component(comp))
-        slots.append(TermSlot(name=comp.spec.name, config=comp.config, needs=comp.spec.needs))
+        slots.append(TermSlot(name=comp.spec.name, config=comp.config, needs=comp.spec.needs,
+                              provider=comp.spec.provider))
         if "hidden" in comp.spec.needs:
             tap = getattr(comp.params, comp.spec.tap_param)  # validate made every term read the same tap
     return terms, slots, tap
