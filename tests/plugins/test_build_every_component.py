@@ -263,7 +263,11 @@ def check_denoiser(spec, files):
         assert model.depth == depth
         same, hidden = model(x, t, y=y, return_hidden_at=depth)
         torch.testing.assert_close(same, out)
-        assert hidden.dim() == 3 and hidden.shape[0] == BATCH and hidden.shape[2] == model.hidden_size
+        # the contract: tokens (B, N, D) or a feature map (B, D, gh, gw), D the tap's declared width
+        widths = getattr(model, "tap_widths", None)
+        width = widths[depth - 1] if widths is not None else model.hidden_size
+        assert hidden.dim() in (3, 4) and hidden.shape[0] == BATCH
+        assert hidden.shape[2 if hidden.dim() == 3 else 1] == width
 
 
 def check_objective(spec, files):
