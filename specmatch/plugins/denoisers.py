@@ -254,13 +254,18 @@ def adm_unet_facts(params: ADMUNetParams) -> Facts:
         if width % groups:
             raise ParamError(_key(params, "norm_groups", "model_channels", "channel_mult"),
                              f"width {width} is not divisible by norm_groups {groups}")
+    levels = len(size["channel_mult"])
+    factors = [2 ** level for level in range(levels)]
+    stray = [ds for ds in size["attention_ds"] if ds not in factors]
+    if stray:
+        raise ParamError(_key(params, "attention_ds", "channel_mult"),
+                         f"{stray} name no level: with {levels} levels the downsampling factors are {factors}")
     attended = [w for level, w in enumerate(widths) if 2 ** level in size["attention_ds"]] + [widths[-1]]
     for width in attended:
         if width % size["num_head_channels"]:
             raise ParamError(_key(params, "num_head_channels", "model_channels", "channel_mult"),
                              f"attention width {width} is not divisible by num_head_channels "
                              f"{size['num_head_channels']}")
-    levels = len(size["channel_mult"])
     factor = 2 ** (levels - 1)
 
     def check_latent(shape: tuple[int, int, int]) -> None:

@@ -68,6 +68,8 @@ def test_validate_rejects_a_unet_deeper_than_the_latent(tmp_path):
     ("lightningdit", "denoiser.params={ hidden_size = 72, num_heads = 12 }", "denoiser.params.hidden_size"),
     ("adm-unet", "denoiser.params.norm_groups=5", "denoiser.params.norm_groups"),
     ("adm-unet", "denoiser.params.num_head_channels=48", "denoiser.params.num_head_channels"),
+    ("adm-unet", "denoiser.params.attention_ds=[3]", "denoiser.params.attention_ds"),
+    ("adm-unet", "denoiser.params.attention_ds=[4]", "denoiser.params.attention_ds"),  # 2 levels: 1, 2
 ])
 def test_validate_rejects_sizes_the_model_would_refuse(tmp_path, name, override, key):
     found = problems(tmp_path, f'[denoiser]\nname = "{name}"\n', override)
