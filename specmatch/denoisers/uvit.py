@@ -149,29 +149,23 @@ class UViT(nn.Module):
             extra.insert(0, self.label_emb(labels).unsqueeze(1))  # official order: label, time, patches
         tokens = torch.cat([*extra, tokens], dim=1) + self.pos_embed
 
-        hidden = None
-        blocks_done = 0
-
-        def tap(tokens: Tensor) -> None:
-            nonlocal hidden, blocks_done
-            blocks_done += 1
-            if blocks_done == return_hidden_at:
-                hidden = tokens[:, self.extras:]
-
+        outputs = []  # every block's output, in order: the taps
         skips = []
         for block in self.in_blocks:
             tokens = block(tokens)
             skips.append(tokens)
-            tap(tokens)
+            outputs.append(tokens)
         tokens = self.mid_block(tokens)
-        tap(tokens)
+        outputs.append(tokens)
         for block in self.out_blocks:
             tokens = block(tokens, skips.pop())
-            tap(tokens)
+            outputs.append(tokens)
 
         patches = self.decoder_pred(self.norm(tokens))[:, self.extras:]
         out = self.final_layer(unpatchify(patches, self.grid_size, self.patch_size, self.in_channels))
-        return out if return_hidden_at is None else (out, hidden)
+        if return_hidden_at is None:
+            return out
+        return out, outputs[return_hidden_at - 1][:, self.extras:]  # patch tokens only
 
 
 def build_uvit(preset: str, **settings: Any) -> UViT:

@@ -78,8 +78,8 @@ def test_uvit_initialisation_is_the_official_truncated_normal():
     biases = [m.bias for m in model.modules() if isinstance(m, torch.nn.Linear) and m.bias is not None]
     assert all(torch.equal(b, torch.zeros_like(b)) for b in biases)
     assert abs(model.pos_embed.std().item() - 0.02) < 0.002
-    assert all(m.bias is None for m in model.modules() if hasattr(m, "qkv") and isinstance(m.qkv, torch.nn.Linear)
-               for m in [m.qkv])  # no qkv bias
+    blocks = [*model.in_blocks, model.mid_block, *model.out_blocks]
+    assert all(block.attn.qkv.bias is None for block in blocks)  # qkv_bias=False in every official config
 
 
 def test_uvit_conv_follows_the_preset():
