@@ -8,8 +8,8 @@ in and read out, not in the layers:
 * time: the raw continuous t in [0, 1] goes into the sinusoidal embedding (no x1000 scale as in DiT);
 * output: REPA's SiT predicts C channels (``learn_sigma=False``); the original SiT kept DiT's 2C layout
   (``learn_sigma=True``, the second half discarded), which is what its 675M figure counts;
-* REPA offers QK-normalisation in attention (``qk_norm``, off in its paper runs, LayerNorm per head as in
-  timm's ``Attention``).
+* REPA offers QK-normalisation in attention (``qk_norm``, off by default in its ``train.py``; LayerNorm per
+  head, timm's ``Attention``).
 
 Deliberate departures: the network never drops labels (the engine does; index ``num_classes`` is the null
 class, ``y=None`` means it), and REPA's projector is not part of the network (it is the ``repa``

@@ -9,8 +9,10 @@ map to patch values, and optionally a 3x3 convolution on the unpatchified latent
 
 Faithful to the official configs (``configs/imagenet256_uvit_{large,huge}.py``): no qkv bias, exact GELU,
 learned position embedding and linears drawn from a truncated N(0, 0.02), no time MLP
-(``mlp_time_embed=False``), ``conv`` on for U-ViT-L and off for U-ViT-H. Time: the official latent models see
-the discrete step n in 1..1000; here t = n / 1000 arrives and ``time_scale=1000`` restores n.
+(``mlp_time_embed=False``), ``conv`` on for U-ViT-L and off for U-ViT-H. Time: the official discrete-time
+latent script (``train_ldm_discrete.py``, U-ViT-H) feeds the step n in 1..1000, so with t = n / 1000 the
+default ``time_scale=1000`` restores n; the continuous-time scripts (``sde.py``, U-ViT-L) feed 999 t
+(``time_scale=999``).
 
 Departures: the label table always has ``num_classes + 1`` rows, the last the null class (U-ViT's ImageNet
 configs give ``num_classes=1001`` for the same reason); the network never drops labels; the long skips and
@@ -70,7 +72,8 @@ class UViT(nn.Module):
         conv: a 3x3 convolution after unpatchifying (U-ViT's ``conv``).
         long_skip: the long skip connections (U-ViT's ``skip``; off only for ablations).
         mlp_time_embed: an MLP on the time features (U-ViT's option, off in every official config).
-        time_scale: factor on t before the sinusoid (1000: the discrete step of the official latent models).
+        time_scale: factor on t before the sinusoid (1000: the discrete step n = 1000 t; 999 in the
+            official continuous-time scripts).
     """
 
     def __init__(self, *, input_size: int, in_channels: int, patch_size: int = 2, hidden_size: int = 512,

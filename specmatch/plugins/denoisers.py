@@ -151,7 +151,8 @@ class UViTParams:
     long_skip: bool = param(True, doc="long skip connections from the in blocks to the out blocks")
     mlp_time_embed: bool = param(False, doc="an MLP on the time token (off in every official config)")
     time_scale: float = param(1000.0, doc="t is multiplied by this before the sinusoid (1000: the discrete "
-                                          "step n = 1000 t of the official latent models)", gt=0, le=1e6)
+                                          "step n = 1000 t of U-ViT's discrete scripts; 999 in its "
+                                          "continuous-time ones)", gt=0, le=1e6)
 
 
 def uvit_facts(params: UViTParams) -> Facts:
