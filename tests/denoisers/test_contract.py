@@ -107,3 +107,14 @@ def test_bad_input_shape_is_refused(build, family):
     model = build(family)
     with pytest.raises(ValueError, match="x must have shape"):
         model(torch.randn(1, 3, 8, 8), torch.rand(1))
+
+
+@pytest.mark.slow
+def test_traces_as_one_graph_for_torch_compile(build, family, randomize):
+    """``run.compile`` needs no graph breaks: dynamo captures forward (and a tap) whole, same result."""
+    model = randomize(build(family, num_classes=3)).eval()
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    x, t, y = torch.randn(2, 4, 8, 8), torch.rand(2), torch.tensor([0, 3])
+    torch.testing.assert_close(compiled(x, t, y), model(x, t, y))
+    _, hidden = compiled(x, t, y, return_hidden_at=2)
+    torch.testing.assert_close(hidden, model(x, t, y, return_hidden_at=2)[1])
