@@ -20,7 +20,6 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-import torch
 from timm.layers import AttentionRope, Mlp, PatchEmbed, RmsNorm, RotaryEmbeddingCat, SwiGLU
 from torch import Tensor, nn
 

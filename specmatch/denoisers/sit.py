@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from timm.layers import Attention, PatchEmbed
 from torch import Tensor, nn
 
