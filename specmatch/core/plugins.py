@@ -61,6 +61,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "specmatch.plugins.alignment",
     "specmatch.alignment.repa",
     "specmatch.plugins.diffusion",
+    "specmatch.plugins.denoisers",
 )
 
 

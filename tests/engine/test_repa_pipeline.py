@@ -116,3 +116,17 @@ def test_an_interrupted_denoiser_resumes_to_the_same_weights(tmp_path, monkeypat
     # projector, optimizer and EMA state came back: the resumed denoiser is the uninterrupted one
     for name in ("model.safetensors", "ema.safetensors"):
         assert_same_weights(tmp_path / "ref" / "denoiser" / name, cut / "denoiser" / name)
+
+
+@pytest.mark.slow
+def test_repa_aligns_a_unet_feature_map_tap(tmp_path):
+    """A U-Net's taps are maps of different widths: the term sizes its projector from tap_widths and trains."""
+    out = tmp_path / "unet"
+    result = invoke_cli("run", str(repa_recipe(tmp_path, name="unet.toml")), "--output-dir", str(out),
+                        "-o", "denoiser={ name = 'adm-unet' }", "-o", f"{TERM}.depth=2",
+                        "-o", "evaluation.frechet=false", "-o", "train.autoencoder.steps=2",
+                        "-o", "train.denoiser.steps=6", "-o", "run.log_every=1", "-o", "evaluation.num_samples=2")
+    assert result.exit_code == 0, result.output
+    curves = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    repa = [c["loss/repa"] for c in curves if c["stage"] == "denoiser"]
+    assert len(repa) == 6 and all(-1.0 <= v <= 1.0 for v in repa)
