@@ -67,8 +67,8 @@ def weights_file(value: str, recipe_dir: Path) -> tuple[Path, str]:
         raise SpecmatchError(f"{KEY}: folder {path} holds no weights: expected a specmatch run folder "
                              f"(recipe.toml and autoencoder/{MODEL_FILE}), a stage folder ({MODEL_FILE}) or a "
                              f"diffusers folder ({DIFFUSERS_WEIGHTS})")
-    raise SpecmatchError(f"{KEY}: {path} does not exist (expected a safetensors file, a specmatch run folder or "
-                         f"a diffusers AutoencoderKL folder)")
+    raise SpecmatchError(f"{KEY}: expected a safetensors file, a specmatch run folder or a diffusers "
+                         f"AutoencoderKL folder; {path} does not exist")
 
 
 def sha256_of(path: Path) -> str:

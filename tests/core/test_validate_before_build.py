@@ -22,7 +22,7 @@ TABLE = {"dataset": "data", "autoencoder": "autoencoder", "regularizer": "regula
          "discriminator": "adversarial"}
 #: components whose build needs packages or weights this machine may not have (checked by file facts)
 NEEDS_EXTERNAL = {("alignment", "timm"), ("alignment", "stlpips-alex"), ("perceptual", "stlpips"),
-                  ("perceptual", "lpips")}
+                  ("perceptual", "lpips"), ("autoencoder", "diffusers-vae")}
 
 
 def _recipe(kind: str, name: str, params: dict, resolution: int, preset: str) -> str:
