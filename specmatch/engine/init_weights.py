@@ -44,8 +44,8 @@ def load_state(module: nn.Module, state: dict, where: str) -> None:
     if missing or unexpected or shapes:
         listing = "".join(_listing(label, items) for label, items in
                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if items)
-        raise WeightsError(f"{where} does not fit the {type(module).__name__} the recipe builds (check the "
-                           f"autoencoder's params against the model that wrote the file):{listing}")
+        raise WeightsError(f"{where}: the weights do not fit the {type(module).__name__} the recipe builds "
+                           f"(check the autoencoder's params against the model that wrote them):{listing}")
     module.load_state_dict(state)
 
 
@@ -68,5 +68,5 @@ def load_init(module: nn.Module, source: InitSource) -> None:
     adapt = getattr(module, "adapt_state_dict", None)
     if callable(adapt):
         state = adapt(state)
-    load_state(module, state, f"{KEY}: the weights in {source.file}")
+    load_state(module, state, f"{KEY}: {source.file}")
     log.info(f"[autoencoder] initial weights from {source.file} (sha256 {source.sha256[:16]}...)")

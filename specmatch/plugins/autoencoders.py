@@ -117,8 +117,8 @@ def diffusers_vae_facts(params: DiffusersVAEParams, ctx) -> Facts:
         raise ParamError("config", f"{params.path} is a single checkpoint file: expected a local folder with its "
                                    f"AutoencoderKL config.json (nothing is downloaded)")
     config = _diffusers_config_file(params, ctx)
-    if config is None:
-        return Facts(files=files)
+    if config is None or (not params.config and not ctx.resolve_path(params.path).exists()):
+        return Facts(files=files)  # a missing folder is reported once, by the file check
     files.append(FileNeed(param="config" if params.config else "path", path=config, what="AutoencoderKL config"))
     target = ctx.resolve_path(config)
     if not target.is_file():
