@@ -113,6 +113,7 @@ def test_validate_reads_the_latent_geometry_from_config_json(kl_folder, tmp_path
 def test_esm_fine_tuning_of_a_diffusers_vae_through_the_engine(kl_folder, tmp_path):
     extra = '\n[[regularizers]]\nname = "esm"\nweight = 0.01\nparams = { delta = 1.0 }\n'
     recipe = ae_recipe(tmp_path, "esm", extra=extra)
+    recipe.write_text(recipe.read_text().replace("lr = 1e-3\n", "lr = 1e-3\nanalyze_every = 1\n"))
     recipe.write_text(recipe.read_text().replace('name = "sdvae"\nparams = { preset = "micro-f2d4" }',
                                                  f'name = "diffusers-vae"\nparams = {{ path = "{kl_folder}" }}'))
     out = tmp_path / "run"
@@ -120,6 +121,10 @@ def test_esm_fine_tuning_of_a_diffusers_vae_through_the_engine(kl_folder, tmp_pa
     assert result.exit_code == 0, result.output
     curves = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all("reg/0-esm" in c for c in curves), curves[0]  # the ESM term was computed every logged step
+    assert any(k.startswith("diag/") for k in curves[-1]), curves[-1]  # the training diagnostics ran on it
+    analyzed = invoke_cli("analyze", str(out), "--images", "8")
+    assert analyzed.exit_code == 0, analyzed.output
+    assert json.loads((out / "analysis.json").read_text())["n_images"] == 8
     tuned = load_file(str(out / "autoencoder" / "model.safetensors"))
     start = load_file(str(kl_folder / "diffusion_pytorch_model.safetensors"))
     assert set(tuned) == {f"vae.{k}" for k in start}
