@@ -347,6 +347,22 @@ def analyze(ctx: click.Context, run_dir: str, images: int, deltas: str, levels: 
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.argument("out", type=click.Path(dir_okay=True, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["diffusers"]), default="diffusers", show_default=True,
+              help="diffusers: an AutoencoderKL folder (config.json, diffusion_pytorch_model.safetensors).")
+@click.pass_context
+def export(ctx: click.Context, run_dir: str, out: str, fmt: str) -> None:
+    """Write RUN_DIR's trained autoencoder to the folder OUT in another library's format (needs
+    specmatch[diffusers]); its latent statistics become the config's latent scaling."""
+    registry = _registry(ctx)
+    from .engine.export import export_run
+
+    folder = export_run(Path(run_dir), Path(out), fmt=fmt, registry=registry)
+    click.echo(f"wrote {folder} (diffusers AutoencoderKL: AutoencoderKL.from_pretrained({str(folder)!r}))")
+
+
+@main.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Print {run: metrics} as JSON.")
 def compare(run_dirs: tuple[str, ...], as_json: bool) -> None:

@@ -27,7 +27,12 @@ class Posterior(Protocol):
 
 @runtime_checkable
 class Autoencoder(Protocol):
-    """An ``nn.Module`` mapping images in its pixel range to a posterior over (C, H/f, W/f) latents."""
+    """An ``nn.Module`` mapping images in its pixel range to a posterior over (C, H/f, W/f) latents.
+
+    Optional: ``adapt_state_dict(state) -> state`` renames weights of another naming to the module's own
+    before ``autoencoder.init`` loads them; ``to_diffusers()`` returns a diffusers ``AutoencoderKL`` with the
+    same weights (``specmatch export --format diffusers``).
+    """
 
     latent_channels: int
     downsample_factor: int

@@ -14,6 +14,7 @@ def cross_check(resolved: ResolvedRecipe, registry: Any, *,
                 check_files: bool = True) -> tuple[list[Problem], list[str]]:
     """Phase 4: checks that span tables, plus every plugin's ``specmatch_validate_recipe``."""
     from .facts_check import check_facts
+    from .init_source import check_init
 
     problems: list[Problem] = []
     warnings: list[str] = []
@@ -39,6 +40,8 @@ def cross_check(resolved: ResolvedRecipe, registry: Any, *,
         problems.append(Problem("train.denoiser.class_conditional", "set, but the recipe has no [denoiser]"))
     problems.extend(_check_denoiser_terms(resolved))
     problems.extend(check_facts(resolved, check_files=check_files))
+    problems.extend(check_init(recipe.autoencoder.init, recipe.autoencoder.from_run, resolved.recipe_dir,
+                               check_files=check_files))
     plugin_problems, plugin_warnings = _plugin_checks(resolved, registry)
     return problems + plugin_problems, warnings + plugin_warnings
 

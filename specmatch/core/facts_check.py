@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .errors import ParamError, Problem
-from .specs import Facts, default_adaptive_layer
+from .specs import BuildContext, Facts, default_adaptive_layer
 from .structure import join
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,7 +34,7 @@ def _facts(resolved: "ResolvedRecipe") -> tuple[dict[str, Facts], list[Problem]]
     facts, problems = {}, []
     for path, comp in resolved.components.items():
         try:
-            facts[path] = comp.spec.facts_for(comp.params)
+            facts[path] = comp.spec.facts_for(comp.params, BuildContext(recipe_dir=resolved.recipe_dir))
         except ParamError as exc:
             problems.append(Problem(param_path(comp, exc.param), exc.message))
     return facts, problems

@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 
 from .fingerprint import components_hash
+from .init_source import InitSource, init_source
 from .layout import RunLayout
 from .recipe import ResolvedRecipe
 
@@ -34,6 +35,7 @@ class Stage:
     folder: Path
     description: str
     reused_from: Path | None = None  # autoencoder/latent stats taken from another run
+    init: InitSource | None = None  # the weights the autoencoder stage starts from (autoencoder.init)
 
 
 @attrs.frozen(kw_only=True)
@@ -74,11 +76,19 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
     if resolved.autoencoder_uses_teacher():
         ae_paths.append("alignment")
     key = h(ae_key, json.dumps(ae_table, sort_keys=True), components_hash(resolved, ae_paths))
+    init = init_source(r.autoencoder.init, resolved.recipe_dir) if ae_from is None else None
+    if init is not None:  # the file's content, not only its path: other weights under the same name retrain
+        key = h(key, "init", init.sha256)
     if ae_from is not None:
         key = h("from_run", str(ae_from.resolve()))
     layout = RunLayout(output_dir)
+    if init is not None:
+        ae_what = f"fine-tune {r.autoencoder.name} from {init.file} for {ae_train.steps} steps"
+    else:
+        ae_what = f"train {r.autoencoder.name} for {ae_train.steps} steps"
     stages.append(Stage(name="autoencoder", key=key, folder=layout.stage_folder("autoencoder"), reused_from=ae_from,
-                        description=(f"train {r.autoencoder.name} for {ae_train.steps} steps "
+                        init=init,
+                        description=(f"{ae_what} "
                                      f"(batch {ae_train.batch_size}; regularizers: {regs})")
                         if ae_from is None else f"{r.autoencoder.name} trained in another run"))
     key = h(key, resolved.section_hash("latent_stats"))

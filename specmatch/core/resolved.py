@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 
+from .init_source import resolve_path
 from .schema import Recipe
 from .specs import ComponentSpec
 from .structure import unstructure
@@ -73,6 +74,9 @@ class ResolvedRecipe:
             if comp.params is not None:
                 table["params"] = unstructure(comp.params)
         data.pop("plugins", None) if not self.recipe.plugins.files else None
+        ae = data.get("autoencoder")
+        if isinstance(ae, dict) and ae.get("init"):  # absolute: the recorded recipe is read from the run folder
+            ae["init"] = str(resolve_path(ae["init"], self.recipe_dir))
         return data
 
     def section_hash(self, *keys: str, unused: tuple[str, ...] = ()) -> str:

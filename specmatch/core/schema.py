@@ -68,6 +68,10 @@ class AutoencoderConfig:
     params: dict[str, Any] = param(factory=dict, doc="the autoencoder's own parameters")
     from_run: str = param("", doc="reuse the trained autoencoder (and latent statistics) of this run folder",
                           path=True)
+    init: str = param("", doc="start training from these weights: a specmatch run folder (its trained "
+                              "autoencoder), a safetensors file, or a diffusers AutoencoderKL folder; '' = the "
+                              "component's own initialisation. The file's sha256 enters the stage key",
+                      path=True)
 
 
 @attrs.frozen(kw_only=True)

@@ -119,6 +119,19 @@ class Facts:
     files: tuple[FileNeed, ...] = attrs.field(default=(), converter=tuple)
 
 
+def _positional_arity(fn: Callable) -> int:
+    """How many positional arguments ``fn`` takes (a ``*args`` counts as many)."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 99
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
 @attrs.frozen(kw_only=True)
 class ComponentSpec:
     """Base of all spec records.
@@ -129,7 +142,8 @@ class ComponentSpec:
     kinds whose table may be omitted, e.g. ``[objective]``; one per kind). ``version`` is the component's own
     version: change it when its behaviour changes, and the stages that use it run again instead of being
     reused (see :mod:`specmatch.core.fingerprint`). ``facts(params) -> Facts`` (optional, may be lazy too, must not import torch) states what ``validate``
-    cross-checks; it raises :class:`ParamError` for a value the factory would refuse.
+    cross-checks; it raises :class:`ParamError` for a value the factory would refuse. ``facts(params, ctx)``
+    also gets a :class:`BuildContext` whose ``resolve_path`` finds files relative to the recipe.
     """
 
     kind: ClassVar[str] = ""
@@ -157,16 +171,18 @@ class ComponentSpec:
             raise PluginError(f"{self.kind} {self.name!r}: factory {self.factory!r} is not callable")
         return fn
 
-    def facts_for(self, params: Any) -> Facts:
+    def facts_for(self, params: Any, ctx: "BuildContext | None" = None) -> Facts:
         """The component's :class:`Facts` for these params (empty when the spec declares no ``facts``).
 
-        A :class:`ParamError` passes through (a bad value); any other failure is the plugin's bug.
+        A facts function of two arguments also receives ``ctx`` (a :class:`BuildContext` with the recipe's
+        folder, for facts read from a file a relative path names). A :class:`ParamError` passes through (a bad
+        value); any other failure is the plugin's bug.
         """
         if self.facts is None:
             return Facts()
         fn = resolve_reference(self.facts, what=f"{self.kind} {self.name!r} facts (from {self.provider})")
         try:
-            result = fn(params)
+            result = fn(params, ctx or BuildContext()) if _positional_arity(fn) >= 2 else fn(params)
         except ParamError:
             raise
         except Exception as exc:

@@ -199,11 +199,12 @@ class StageTrainer:
         state.emas = {str(i): ema for i, ema in enumerate(self.emas)}
         return state
 
-    def save_final(self, model: nn.Module, ema=None, metadata: dict[str, str] | None = None) -> nn.Module:
+    def save_final(self, model: nn.Module, ema=None, metadata: dict[str, str] | None = None,
+                   record: dict | None = None) -> nn.Module:
         """Write the stage's final weights (and EMA copy), mark the stage complete; the model to use next.
 
         The main process writes; every process waits for it. Returns the EMA copy when there is one, in eval
-        mode, else the trained model.
+        mode, else the trained model. ``record`` adds entries to the stage's ``stage.json``.
         """
         acc = self.accelerator
         if acc.is_main_process:
@@ -211,7 +212,7 @@ class StageTrainer:
             save_weights(model, self.folder / MODEL_FILE, meta)
             if ema is not None:
                 save_weights(ema.module, self.folder / EMA_FILE, meta)
-            mark_stage_complete(self.folder, self.key, {"steps": self.cfg.steps})
+            mark_stage_complete(self.folder, self.key, {"steps": self.cfg.steps, **(record or {})})
         acc.wait_for_everyone()
         return (ema.module if ema is not None else model).eval()
 

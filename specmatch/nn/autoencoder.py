@@ -229,6 +229,9 @@ class SDVAE(nn.Module):
                                     "decoder_res_blocks must all be at least 1")
         self.channels = channels
         self.double_z = double_z
+        self.arch = dict(in_channels=in_channels, out_channels=out_channels, encoder_res_blocks=encoder_res_blocks,
+                         decoder_res_blocks=decoder_res_blocks, mid_attention=mid_attention,
+                         norm_groups=norm_groups)
         self.downsample_padding = downsample_padding
         self._latent_channels = latent_channels
         self.encoder = Encoder(in_channels=in_channels, channels=channels, res_blocks=encoder_res_blocks,
@@ -260,6 +263,47 @@ class SDVAE(nn.Module):
         """Weight of the decoder's output conv3x3 to RGB (``decoder.conv_out``); reference for the GAN's
         adaptive weight."""
         return self.decoder.conv_out.weight
+
+    def adapt_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Weights in diffusers ``AutoencoderKL`` or LDM (CompVis, full SD checkpoints too) names renamed to
+        this module's (``autoencoder.init``); specmatch's own names pass through."""
+        from specmatch.nn.sd_weights import from_foreign
+
+        return from_foreign(state, self.state_dict(), len(self.channels))
+
+    def diffusers_config(self) -> dict[str, Any]:
+        """The diffusers ``AutoencoderKL`` config of the same network; ArchitectureError when there is none."""
+        arch = self.arch
+        why = []
+        if not self.double_z:
+            why.append("a plain autoencoder (deterministic = true): AutoencoderKL always predicts a variance")
+        if self.downsample_padding != "ldm":
+            why.append(f"downsample_padding = {self.downsample_padding!r}: AutoencoderKL downsamples with LDM's "
+                       f"right/bottom padding, so it would compute other latents (use 'ldm')")
+        if arch["decoder_res_blocks"] != arch["encoder_res_blocks"] + 1:
+            why.append(f"decoder_res_blocks = {arch['decoder_res_blocks']}: AutoencoderKL has one more decoder "
+                       f"ResBlock per level than encoder ResBlocks ({arch['encoder_res_blocks'] + 1})")
+        if min(self.channels) < arch["norm_groups"]:
+            why.append(f"channels {list(self.channels)} narrower than norm_groups = {arch['norm_groups']}: "
+                       f"AutoencoderKL does not cap the GroupNorm groups at the width")
+        if why:
+            raise ArchitectureError("this SD-VAE has no diffusers AutoencoderKL equivalent: " + "; ".join(why))
+        levels = len(self.channels)
+        return {"in_channels": arch["in_channels"], "out_channels": arch["out_channels"],
+                "down_block_types": ["DownEncoderBlock2D"] * levels, "up_block_types": ["UpDecoderBlock2D"] * levels,
+                "block_out_channels": list(self.channels), "layers_per_block": arch["encoder_res_blocks"],
+                "latent_channels": self.latent_channels, "norm_num_groups": arch["norm_groups"],
+                "mid_block_add_attention": arch["mid_attention"], "use_quant_conv": True,
+                "use_post_quant_conv": True}
+
+    def to_diffusers(self):
+        """A diffusers ``AutoencoderKL`` holding these weights (needs ``specmatch[diffusers]``)."""
+        from specmatch.nn.diffusers_vae import import_diffusers
+        from specmatch.nn.sd_weights import to_diffusers
+
+        vae = import_diffusers().AutoencoderKL(**self.diffusers_config())
+        vae.load_state_dict(to_diffusers(self.state_dict()), strict=True)
+        return vae
 
     def encode(self, x: Tensor) -> DiagonalGaussian | DeterministicPosterior:
         """Images (B, in_channels, H, W), H and W divisible by f -> posterior over (B, C, H/f, W/f)."""

@@ -16,6 +16,7 @@ randomly initialised ViT (timm's ``test_vit``) saved to a local file (its factor
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import math
 import struct
 from pathlib import Path
@@ -50,6 +51,8 @@ TINY: dict[tuple[str, str], Any] = {
                                                 "test_fraction": 0.5},
     ("dataset", "fashion-mnist"): lambda files: {"root": str(files["fashion_mnist"]), "resolution": SIDE},
     ("autoencoder", "sdvae"): {"preset": "micro-f2d4"},
+    ("autoencoder", "diffusers-vae"): lambda files: {"path": str(files["diffusers_vae"])} if "diffusers_vae" in files
+    else pytest.skip("diffusers-vae needs the diffusers package (specmatch[diffusers])"),
     ("alignment", "timm"): lambda files: {"model": "test_vit", "weights": str(files["timm_weights"]),
                                           "input_size": 32},
     ("denoiser", "dit"): {"preset": "dit-micro", "patch_size": 2},
@@ -99,7 +102,16 @@ def files(tmp_path_factory) -> dict[str, Path]:
     torch.manual_seed(0)
     vit = timm.create_model("test_vit", pretrained=False, num_classes=0)  # timm's 0.3M-parameter test ViT
     save_file(vit.state_dict(), str(root / "test_vit.safetensors"))
-    return {"image_folder": folder, "fashion_mnist": fashion, "timm_weights": root / "test_vit.safetensors"}
+    found = {"image_folder": folder, "fashion_mnist": fashion, "timm_weights": root / "test_vit.safetensors"}
+    if importlib.util.find_spec("diffusers") is not None:  # the optional extra specmatch[diffusers]
+        from diffusers import AutoencoderKL
+
+        torch.manual_seed(0)  # a tiny random f2 AutoencoderKL in diffusers' save_pretrained layout
+        AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                      up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
+                      layers_per_block=1).save_pretrained(str(root / "diffusers_vae"))
+        found["diffusers_vae"] = root / "diffusers_vae"
+    return found
 
 
 def tiny_params(spec: ComponentSpec, files: dict[str, Path]) -> Any:

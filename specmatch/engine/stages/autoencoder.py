@@ -18,6 +18,7 @@ from specmatch.core.layout import final_weights
 
 from ..autoencoder_loss import AutoencoderObjective, RegularizerSlot, discriminator_loss, to_floats
 from ..checkpoint import load_weights, stage_complete
+from ..init_weights import load_init
 from ..run_context import RunContext
 from ..runtime import replay, seed_stage_rng
 from ..training import MetricsLog, StageTrainer, begin_stage, make_optimizer
@@ -87,6 +88,8 @@ def _train(run: RunContext, stage, comp, ae: nn.Module, train_set, test_set) -> 
     acc = run.accelerator
     cfg = run.recipe.train.autoencoder
     adv = run.recipe.adversarial
+    if stage.init is not None:  # before the EMA copy and the optimizer see the weights (a resume overwrites them)
+        load_init(ae, stage.init)
     objective = _objective(run, ae)
     disc = _discriminator(run)
     begin_stage(acc)
@@ -156,7 +159,8 @@ def _train(run: RunContext, stage, comp, ae: nn.Module, train_set, test_set) -> 
         return logs
 
     trainer.run(train_set, step_fn, num_workers=run.recipe.data.num_workers)
-    return trainer.save_final(unwrapped().autoencoder, ema, {"component": comp.spec.name})
+    init = stage.init.record() if stage.init is not None else {}
+    return trainer.save_final(unwrapped().autoencoder, ema, {"component": comp.spec.name, **init}, record=init)
 
 
 class _Diagnostics:
