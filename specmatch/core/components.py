@@ -112,3 +112,28 @@ class Denoiser(Protocol):
     """
 
     def forward(self, x: "Tensor", t: "Tensor", y: Optional["Tensor"] = None) -> "Tensor": ...
+
+
+@attrs.frozen(kw_only=True)
+class FeatureSet:
+    """What a set metric sees of one image set: N, the feature mean (d,) and covariance (d, d) in float64
+    (numpy arrays), and ``features`` (n, d), a seeded random subset of at most ``subset_capacity`` rows,
+    or ``None`` when only the moments are known (a reference file without features)."""
+
+    n: int
+    mean: Any
+    cov: Any
+    features: Any = None
+    network: str = ""
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """An evaluation metric (kind ``metric``). Which method the engine calls depends on the spec:
+
+    * ``MetricSpec(per_image=True)``: ``per_image(real, fake) -> (B,)`` tensor, one value per image pair
+      (images in [-1, 1], after the protocol's quantisation); the engine reports the mean over all pairs.
+    * otherwise ``compute(real: FeatureSet, fake: FeatureSet) -> {name: float}``, called once at the end; with
+      ``needs_features=True`` both sets carry ``features`` (the engine skips the metric, with a note, when a
+      reference has none).
+    """

@@ -36,6 +36,7 @@ def cross_check(resolved: ResolvedRecipe, registry: Any, *,
     if recipe.train.denoiser.class_conditional and recipe.denoiser is None:
         problems.append(Problem("train.denoiser.class_conditional", "set, but the recipe has no [denoiser]"))
     problems.extend(_check_repa(resolved))
+    problems.extend(_check_evaluation(recipe.evaluation, registry))
     problems.extend(check_facts(resolved, check_files=check_files))
     for result in registry.plugins.manager.hook.specmatch_validate_recipe(recipe=resolved):
         for item in result or ():
@@ -44,6 +45,17 @@ def cross_check(resolved: ResolvedRecipe, registry: Any, *,
             else:
                 warnings.append(str(item))
     return problems, warnings
+
+
+def _check_evaluation(evaluation: Any, registry: Any) -> list[Problem]:
+    """A known protocol whose pinned values the recipe does not contradict (metric names resolve earlier)."""
+    from specmatch.metrics.protocols import protocol_problems
+
+    from .schema import EvaluationConfig
+
+    problems = [Problem(join("evaluation", key), message)
+                for key, message in protocol_problems(evaluation, EvaluationConfig())]
+    return problems
 
 
 def _check_repa(resolved: ResolvedRecipe) -> list[Problem]:

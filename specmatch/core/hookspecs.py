@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
         DatasetSpec,
         DenoiserSpec,
         DiscriminatorSpec,
+        MetricSpec,
         ObjectiveSpec,
         PerceptualSpec,
         RegularizerSpec,
@@ -88,6 +89,11 @@ def specmatch_perceptual_losses() -> Iterable["PerceptualSpec"]:
 @hookspec
 def specmatch_discriminators() -> Iterable["DiscriminatorSpec"]:
     """Discriminators (kind ``discriminator``) for the adversarial autoencoder term."""
+
+
+@hookspec
+def specmatch_metrics() -> Iterable["MetricSpec"]:
+    """Evaluation metrics (kind ``metric``), chosen by name in ``[evaluation] metrics``."""
 
 
 @hookspec

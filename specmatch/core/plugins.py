@@ -58,6 +58,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "specmatch.plugins.reconstruction",
     "specmatch.plugins.alignment",
     "specmatch.plugins.diffusion",
+    "specmatch.plugins.metrics",
 )
 
 

@@ -38,6 +38,18 @@ def _component_tables(tables: dict[str, Any]) -> list[tuple[str, str, Any]]:
     return out
 
 
+def _named_components(tables: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(path, kind, name) of the components chosen by a list of names (``Kind.named_in``), with defaults."""
+    out = []
+    for kind in KINDS.values():
+        if not kind.named_in:
+            continue
+        table, key = kind.named_in.split(".")
+        cfg = tables.get(table, attrs.fields_dict(Recipe)[table].default)
+        out += [(join(kind.named_in, i), kind.name, name) for i, name in enumerate(getattr(cfg, key, ()))]
+    return out
+
+
 def _kind_defaults(tables: dict[str, Any], registry: Any) -> tuple[dict[str, Any], list[Problem]]:
     """Tables of a ``Kind.defaulted`` kind that omit ``name``, given the registry's declared default.
 
@@ -190,6 +202,20 @@ def resolve(raw: dict[str, Any], source: Path, registry: Any, *, origins: Origin
             params, param_problems = structure(table, params_cls, join(path, "params"))
             problems += param_problems
         components[path] = ResolvedComponent(path=path, kind=kind, config=cfg, spec=spec, params=params,
+                                              source=label)
+
+    for path, kind, name in _named_components(tables):
+        spec = registry.find(kind, name)
+        if spec is None:
+            problems.append(Problem(path, registry.unknown_message(kind, name)))
+            continue
+        try:
+            params_cls = spec.params_class()
+        except SpecmatchError as exc:
+            problems.append(Problem(path, str(exc)))
+            continue
+        components[path] = ResolvedComponent(path=path, kind=kind, config=None, spec=spec,
+                                              params=params_cls() if params_cls is not None else None,
                                               source=label)
 
     if problems or recipe is None:

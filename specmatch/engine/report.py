@@ -21,14 +21,21 @@ def flat_metrics(metrics: dict[str, Any], timings: dict[str, float], processes: 
 
 
 def write_report(layout: RunLayout, resolved: ResolvedRecipe, flat: dict[str, Any], *, device: str,
-                 spectrum: dict | None) -> None:
-    write_json_atomic(layout.metrics, flat)
+                 spectrum: dict | None, provenance: dict[str, dict[str, Any]] | None = None) -> None:
+    """``metrics.json``: the flat metrics plus ``provenance`` (metric -> its protocol, feature network and N);
+    ``summary.md``: one table whose rows carry the same three columns."""
+    provenance = provenance or {}
+    write_json_atomic(layout.metrics, {**flat, "provenance": provenance} if provenance else flat)
     if spectrum:
         write_json_atomic(layout.spectrum, spectrum)
     lines = [f"# {resolved.recipe.run.name}", "", f"recipe hash `{resolved.section_hash()}`, specmatch "
-             f"{__version__}, {flat['processes']} process(es) on {device}", "", "| metric | value |", "|---|---|"]
+             f"{__version__}, {flat['processes']} process(es) on {device}", "",
+             "| metric | value | protocol | network | N |", "|---|---|---|---|---|"]
     for key, value in sorted(flat.items()):
-        lines.append(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |")
+        shown = f"{value:.4g}" if isinstance(value, float) else f"{value}"
+        where = provenance.get(key)
+        extra = f"{where['protocol']} | {where['network']} | {where['n']}" if where else " | | "
+        lines.append(f"| {key} | {shown} | {extra} |")
     layout.summary.write_text("\n".join(lines) + "\n")
 
 
