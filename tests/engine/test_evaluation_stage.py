@@ -134,3 +134,32 @@ def test_protocol_pins_and_contradictions_are_reported(tmp_path):
     resolved = load_recipe(write_recipe(tmp_path, MINIMAL_RECIPE), ['evaluation.protocol="quick-1k-v1"'])
     ev = effective(resolved.recipe.evaluation)
     assert ev.num_samples == 1000 and ev.quantize_uint8 and ev.feature_subset == 1000
+
+
+def test_stats_command_writes_the_dataset_statistics(tmp_path, feature_net):
+    import numpy as np
+
+    from specmatch.engine.evaluation import reference_indices
+    from specmatch.metrics.reference import read_reference
+    from specmatch.testing import invoke_cli
+
+    out = tmp_path / "ref.npz"
+    recipe = str(SMOKE)
+    result = invoke_cli("stats", recipe, "-O", str(out), "--images", "12", "--batch-size", "5", "--features", "6",
+                        "-o", "data.params.resolution=8", "-o", "data.params.num_images=32")
+    assert result.exit_code == 0, result.output
+    assert "N = 12 images" in result.output
+    ref = read_reference(out, feature_dim=16)
+    # the same images and network, computed here in one go
+    from specmatch.core.recipe import load_recipe
+    from specmatch.engine import build as B
+
+    resolved = load_recipe(SMOKE, ["data.params.resolution=8", "data.params.num_images=32"])
+    train = B.build(resolved.component("data"), B.context(resolved, tmp_path, {}))["train"]
+    picks = reference_indices(len(train), 12, 0)
+    features = TinyFeatures()(torch.stack([train[i][0] for i in picks])).numpy()
+    assert ref.n == 12 and ref.features.shape == (6, 16)
+    np.testing.assert_allclose(ref.mean, features.mean(0), atol=1e-10)
+    np.testing.assert_allclose(ref.cov, np.cov(features, rowvar=False), atol=1e-10)
+    bad = invoke_cli("stats", recipe, "-O", str(out), "--protocol", "adm-5k")
+    assert bad.exit_code != 0 and "unknown evaluation protocol" in bad.output
