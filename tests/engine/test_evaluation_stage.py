@@ -163,3 +163,15 @@ def test_stats_command_writes_the_dataset_statistics(tmp_path, feature_net):
     np.testing.assert_allclose(ref.cov, np.cov(features, rowvar=False), atol=1e-10)
     bad = invoke_cli("stats", recipe, "-O", str(out), "--protocol", "adm-5k")
     assert bad.exit_code != 0 and "unknown evaluation protocol" in bad.output
+
+
+def test_validate_checks_the_reference_file(tmp_path):
+    import numpy as np
+
+    from specmatch.core.errors import RecipeError
+
+    np.savez(tmp_path / "images_only.npz", arr_0=np.zeros((2, 4, 4, 3), dtype=np.uint8))
+    for name, expected in (("missing.npz", "does not exist"), ("images_only.npz", "no mu or sigma")):
+        with pytest.raises(RecipeError) as info:
+            load_recipe(SMOKE, [f'evaluation.reference="{tmp_path / name}"'])
+        assert any(p.path == "evaluation.reference" and expected in p.message for p in info.value.problems), name
