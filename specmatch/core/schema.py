@@ -185,7 +185,7 @@ class EvaluationConfig:
                                      "metrics (0 = none)", ge=0, le=100)
     feature_subset: int = param(10000, doc="features kept per image set (seeded) for KID and precision/recall",
                                 ge=2)
-    checkpoint_every: int = param(1000, doc="save the partial statistics every this many images (resumable)",
+    checkpoint_every: int = param(5000, doc="save the partial statistics every this many images (resumable)",
                                   ge=1)
 
 
