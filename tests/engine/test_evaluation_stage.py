@@ -21,6 +21,15 @@ class Interrupted(Exception):
     pass
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads; on a busy 2-core machine OpenMP's spin-waits slow them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class TinyFeatures:
     """A 16-d stand-in for the Inception network (the evaluation's bookkeeping is tested, not Inception)."""
 

@@ -70,6 +70,7 @@ def run(stream: EvaluationStream, acc: Accelerator, path: Path, on_chunk=None) -
 
 def _worker(rank: int, world: int, folder: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["TEST_PORT"])
+    torch.set_num_threads(1)  # tiny tensors; OpenMP spin-waits on a busy machine only slow them
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         def stop(name, done):
