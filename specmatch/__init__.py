@@ -39,6 +39,7 @@ from .core.specs import (  # noqa: E402
     DenoiserSpec,
     DiscriminatorSpec,
     MetricSpec,
+    DiagnosticSpec,
     Facts,
     FileNeed,
     ObjectiveSpec,
@@ -51,7 +52,7 @@ from .core.specs import (  # noqa: E402
 __all__ = [
     "__version__", "hookimpl", "hookspec", "param", "PLUGIN_API", "BuildContext", "Facts", "FileNeed",
     "AutoencoderSpec", "RegularizerSpec", "DenoiserSpec", "AlignmentSpec", "DatasetSpec", "ObjectiveSpec",
-    "SamplerSpec", "PerceptualSpec", "DiscriminatorSpec", "MetricSpec",
+    "SamplerSpec", "PerceptualSpec", "DiscriminatorSpec", "MetricSpec", "DiagnosticSpec",
     "Autoencoder", "Posterior", "LatentRegularizer", "RegularizerInputs", "PairContext", "AlignmentTarget",
     "Denoiser", "FeatureSet", "Metric",
     "SpecmatchError", "RecipeError", "Problem", "ParamError", "PluginError", "PluginConflictError", "DataError",

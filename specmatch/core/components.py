@@ -137,3 +137,13 @@ class Metric(Protocol):
       ``needs_features=True`` both sets carry ``features`` (the engine skips the metric, with a note, when a
       reference has none).
     """
+
+
+@runtime_checkable
+class Diagnostic(Protocol):
+    """A latent diagnostic (kind ``diagnostic``): ``run(autoencoder, images)`` with images (N, 3, H, W) in
+    [-1, 1] on the autoencoder's device returns a JSON-able report (with its settings and ``n_images``);
+    ``scalars(report)`` returns the flat numbers written to ``metrics.json``."""
+
+    def run(self, autoencoder: Any, images: "Tensor") -> Mapping[str, Any]: ...
+    def scalars(self, report: Mapping[str, Any]) -> Mapping[str, float]: ...

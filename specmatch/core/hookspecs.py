@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
         DenoiserSpec,
         DiscriminatorSpec,
         MetricSpec,
+        DiagnosticSpec,
         ObjectiveSpec,
         PerceptualSpec,
         RegularizerSpec,
@@ -94,6 +95,11 @@ def specmatch_discriminators() -> Iterable["DiscriminatorSpec"]:
 @hookspec
 def specmatch_metrics() -> Iterable["MetricSpec"]:
     """Evaluation metrics (kind ``metric``), chosen by name in ``[evaluation] metrics``."""
+
+
+@hookspec
+def specmatch_diagnostics() -> Iterable["DiagnosticSpec"]:
+    """Latent diagnostics (kind ``diagnostic``), chosen by name in ``[evaluation] diagnostics``."""
 
 
 @hookspec

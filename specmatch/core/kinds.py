@@ -18,6 +18,7 @@ from .specs import (
     DenoiserSpec,
     DiscriminatorSpec,
     MetricSpec,
+    DiagnosticSpec,
     ObjectiveSpec,
     PerceptualSpec,
     RegularizerSpec,
@@ -71,6 +72,9 @@ KINDS: dict[str, Kind] = {
              label="discriminator", doc="adversarial critics for autoencoder training"),
         Kind(spec_class=MetricSpec, hook="specmatch_metrics", table="metrics", named_in="evaluation.metrics",
              label="metric", doc="evaluation metrics on image pairs or feature-set summaries"),
+        Kind(spec_class=DiagnosticSpec, hook="specmatch_diagnostics", table="diagnostics",
+             named_in="evaluation.diagnostics", label="diagnostic",
+             doc="latent diagnostics of an autoencoder (a report and its scalars)"),
     )
 }
 

@@ -59,6 +59,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "specmatch.plugins.alignment",
     "specmatch.plugins.diffusion",
     "specmatch.plugins.metrics",
+    "specmatch.plugins.diagnostics",
 )
 
 

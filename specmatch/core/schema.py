@@ -176,6 +176,9 @@ class EvaluationConfig:
     metrics: tuple[str, ...] = param(
         ("psnr", "psnr-uint8", "ssim", "l1", "fid", "kid", "precision-recall"),
         doc="metrics to compute, by registered name (`specmatch components list --kind metric`)")
+    diagnostics: tuple[str, ...] = param(
+        ("latent-spectrum",), doc="latent diagnostics on spectrum_images test images, by registered name "
+                                  "(`specmatch components list --kind diagnostic`)")
     reference: str = param("", doc="reference statistics file (.npz with mu and sigma, ADM layout) for "
                                    "generation metrics ('' = a seeded random subset of the training data)",
                            path=True)

@@ -120,10 +120,14 @@ def test_reference_file_replaces_the_training_subset(tmp_path, feature_net):
     features = rng.normal(size=(50, 16))
     ref = tmp_path / "ref.npz"
     write_reference(ref, FeatureSet(n=50, mean=features.mean(0), cov=np.cov(features, rowvar=False)))
-    result = _evaluate(tmp_path / "run", feature_net, extra=(f'evaluation.reference="{ref}"',))
+    result = _evaluate(tmp_path / "run", feature_net, extra=(f'evaluation.reference="{ref}"',
+                                                              "evaluation.spectrum_images=4"))
     assert result.metrics["gen_reference"].startswith(str(ref))
     assert "gen_fid" in result.metrics
     assert "gen_kid" not in result.metrics  # the file has no features: KID and precision/recall are skipped
+    # the default diagnostic plugin: its scalars in the metrics, its report for spectrum.json
+    assert "spectrum_latent_slope" in result.metrics
+    assert result.reports["spectrum.json"]["n_images"] == 4
 
 
 def test_protocol_pins_and_contradictions_are_reported(tmp_path):

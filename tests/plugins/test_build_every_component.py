@@ -338,7 +338,18 @@ def check_metric(spec, files):
     assert values and all(isinstance(k, str) and np.isfinite(v) for k, v in values.items())
 
 
+def check_diagnostic(spec, files):
+    autoencoder, _ = build(one("autoencoder"), files)
+    diagnostic, _ = build(spec, files, {"autoencoder": autoencoder})
+    with torch.no_grad():
+        report = diagnostic.run(autoencoder.eval(), images())
+    assert report and isinstance(dict(report), dict)
+    values = diagnostic.scalars(report)
+    assert values and all(isinstance(k, str) and math.isfinite(v) for k, v in values.items())
+
+
 CONTRACTS: dict[str, Callable[[ComponentSpec, dict], None]] = {
+    "diagnostic": check_diagnostic,
     "metric": check_metric,
     "dataset": check_dataset,
     "autoencoder": check_autoencoder,

@@ -39,7 +39,7 @@ class EvaluationResult:
     originals: torch.Tensor  # the first held-out images and their reconstructions, for the grid
     reconstructions: torch.Tensor
     samples: torch.Tensor | None  # the first decoded samples in [-1, 1], None without a denoiser
-    spectrum: dict | None  # the latent spectrum report
+    reports: dict[str, dict]  # run-folder JSON file name -> full report of a diagnostic that declares one
     provenance: dict[str, dict[str, Any]] = attrs.Factory(dict)  # metric -> protocol, network, n
 
 
@@ -190,20 +190,32 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
                 metrics[key_name] = value
                 stamp(key_name, ev.num_samples, network_name)
 
-    spectrum = None
-    n_spec = min(ev.spectrum_images, len(test_set))
-    if n_spec:
-        from specmatch.analysis import spectrum_scalars
-
-        images = torch.stack([test_set[i][0] for i in range(n_spec)]).to(acc.device)
-        spectrum = E.latent_spectrum(autoencoder, images)
-        metrics.update(spectrum_scalars(spectrum))
+    reports = _diagnostics(run, autoencoder, test_set, ev, metrics)
     originals = total.grid(RECONSTRUCTION, "real")
     reconstructions = total.grid(RECONSTRUCTION, "fake")
     empty = torch.zeros(0, *image_shape)
     return EvaluationResult(metrics=metrics, originals=originals if originals is not None else empty,
                             reconstructions=reconstructions if reconstructions is not None else empty,
-                            samples=samples_grid, spectrum=spectrum, provenance=provenance)
+                            samples=samples_grid, reports=reports, provenance=provenance)
+
+
+def _diagnostics(run: RunContext, autoencoder, test_set, ev, metrics: dict[str, Any]) -> dict[str, dict]:
+    """Run every ``[evaluation] diagnostics`` plugin on the first ``spectrum_images`` test images; their
+    scalars go to ``metrics``, their full reports to the file each spec declares."""
+    n = min(ev.spectrum_images, len(test_set))
+    comps = [run.resolved.component(f"evaluation.diagnostics[{i}]") for i in range(len(ev.diagnostics))]
+    if not n or not comps:
+        return {}
+    images = torch.stack([test_set[i][0] for i in range(n)]).to(run.accelerator.device)
+    reports = {}
+    for comp in comps:
+        diagnostic = run.build_component(comp)
+        with torch.no_grad():
+            report = dict(diagnostic.run(autoencoder, images))
+        metrics.update({k: float(v) for k, v in diagnostic.scalars(report).items()})
+        if comp.spec.output and report:
+            reports[comp.spec.output] = report
+    return reports
 
 
 def _protocol_images(images: torch.Tensor, ev) -> torch.Tensor:
