@@ -81,7 +81,7 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
     else:
         log.info(f"[evaluation] no feature-set metrics: {why_not}")
 
-    image_shape = tuple(test_set[0][0].shape)
+    image_shape = tuple((test_set if len(test_set) else train_set)[0][0].shape)
     n_rec = min(ev.reconstruction_images, len(test_set))
     generating = denoiser is not None and ev.num_samples > 0
     passes = {RECONSTRUCTION: (n_rec, ("real", "fake"))}
