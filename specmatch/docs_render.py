@@ -39,6 +39,9 @@ def toml_literal(value: Any) -> str:
 
 def toml_snippet(spec: ComponentSpec, rows: list[dict[str, Any]]) -> str:
     kind = KINDS[spec.kind]
+    if kind.named_in:  # chosen by name in a list; its params take their defaults
+        table, key = kind.named_in.split(".")
+        return f'[{table}]\n{key} = ["{spec.name}"]  # with the others you want'
     lines = [kind.header, f'name = "{spec.name}"']
     if kind.array:  # an entry of [[regularizers]] is usually written with its schedule
         lines += ["weight = 1.0", "start_step = 0"]
