@@ -176,9 +176,12 @@ class EvaluationConfig:
     metrics: tuple[str, ...] = param(
         ("psnr", "psnr-uint8", "ssim", "l1", "fid", "kid", "precision-recall"),
         doc="metrics to compute, by registered name (`specmatch components list --kind metric`)")
+    metric_params: dict[str, Any] = param(
+        factory=dict, doc="params of listed metrics by name, e.g. [evaluation.metric_params.kid] num_subsets = 50")
     diagnostics: tuple[str, ...] = param(
         ("latent-spectrum",), doc="latent diagnostics on spectrum_images test images, by registered name "
                                   "(`specmatch components list --kind diagnostic`)")
+    diagnostic_params: dict[str, Any] = param(factory=dict, doc="params of listed diagnostics by name")
     reference: str = param("", doc="reference statistics file (.npz with mu and sigma, ADM layout) for "
                                    "generation metrics ('' = a seeded random subset of the training data)",
                            path=True)

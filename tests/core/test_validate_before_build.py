@@ -10,6 +10,7 @@ import attrs
 import pytest
 
 from specmatch.core.errors import ParamError, RecipeError, SpecmatchError
+from specmatch.core.kinds import KINDS
 from specmatch.core.recipe import load_recipe
 from specmatch.core.session import get_registry
 
@@ -32,7 +33,11 @@ def _recipe(kind: str, name: str, params: dict, resolution: int, preset: str) ->
             "autoencoder": {"name": "sdvae", "params": {"preset": preset}},
             "denoiser": {"name": "dit", "params": {"preset": "dit-micro"}}}
     table = {"name": name, "params": params}
-    if kind == "regularizer":
+    named_in = KINDS[kind].named_in
+    if named_in:  # chosen by name in a list; params in the sibling <kind>_params table
+        parent, key = named_in.split(".")
+        data[parent] = {key: [name], f"{kind}_params": {name: params} if params else {}}
+    elif kind == "regularizer":
         data["regularizers"] = [table]
     else:
         data[TABLE[kind]] = table

@@ -188,3 +188,16 @@ def test_validate_checks_the_reference_file(tmp_path):
         with pytest.raises(RecipeError) as info:
             load_recipe(SMOKE, [f'evaluation.reference="{tmp_path / name}"'])
         assert any(p.path == "evaluation.reference" and expected in p.message for p in info.value.problems), name
+
+
+def test_metric_params_come_from_the_named_table():
+    from specmatch.core.errors import RecipeError
+
+    resolved = load_recipe(SMOKE, ["evaluation.metric_params={kid={num_subsets=7}}"])
+    kid = next(c for c in resolved.components.values() if c.kind == "metric" and c.spec.name == "kid")
+    assert kid.params.num_subsets == 7
+    for override, path in (("evaluation.metric_params={kid={num_subsets=0}}", "evaluation.metric_params.kid"),
+                           ("evaluation.metric_params={fidd={}}", "evaluation.metric_params.fidd")):
+        with pytest.raises(RecipeError) as info:
+            load_recipe(SMOKE, [override])
+        assert any(p.path.startswith(path) for p in info.value.problems), override
