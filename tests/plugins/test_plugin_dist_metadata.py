@@ -24,7 +24,8 @@ SITE = Path(__file__).parent / "data" / "site"
 REGULARIZERS = tuple(f"specmatch.regularizers.{term}" for term in ("kl", "esm", "dsm", "vavae", "eqvae",
                                                                   "scale_equivariance"))
 BUILTINS = ("specmatch.plugins.datasets", "specmatch.plugins.autoencoders", *REGULARIZERS,
-            "specmatch.plugins.reconstruction", "specmatch.plugins.alignment", "specmatch.plugins.diffusion")
+            "specmatch.plugins.reconstruction", "specmatch.plugins.alignment", "specmatch.plugins.diffusion",
+            "specmatch.plugins.metrics", "specmatch.plugins.diagnostics")
 IMPORT_FAILURE = "import failed: ImportError: specmatch_dummy.broken needs the 'sharpness' package"
 SKEW = f"requires specmatch<0.1 but specmatch {__version__} is installed"
 
