@@ -14,7 +14,9 @@ from .core.components import (  # noqa: E402
     Denoiser,
     DenoiserRegularizer,
     DenoiserRegularizerInputs,
+    FeatureSet,
     LatentRegularizer,
+    Metric,
     PairContext,
     Posterior,
     RegularizerInputs,
@@ -39,6 +41,8 @@ from .core.specs import (  # noqa: E402
     DenoiserRegularizerSpec,
     DenoiserSpec,
     DiscriminatorSpec,
+    MetricSpec,
+    DiagnosticSpec,
     Facts,
     FileNeed,
     ObjectiveSpec,
@@ -50,10 +54,11 @@ from .core.specs import (  # noqa: E402
 
 __all__ = [
     "__version__", "hookimpl", "hookspec", "param", "PLUGIN_API", "BuildContext", "Facts", "FileNeed",
-    "AutoencoderSpec", "RegularizerSpec", "DenoiserSpec", "DenoiserRegularizerSpec", "AlignmentSpec", "DatasetSpec", "ObjectiveSpec",
-    "SamplerSpec", "PerceptualSpec", "DiscriminatorSpec",
+    "AutoencoderSpec", "RegularizerSpec", "DenoiserSpec", "DenoiserRegularizerSpec", "AlignmentSpec",
+    "DatasetSpec", "ObjectiveSpec", "SamplerSpec", "PerceptualSpec", "DiscriminatorSpec", "MetricSpec",
+    "DiagnosticSpec",
     "Autoencoder", "Posterior", "LatentRegularizer", "RegularizerInputs", "PairContext", "AlignmentTarget",
-    "Denoiser", "DenoiserRegularizer", "DenoiserRegularizerInputs",
+    "Denoiser", "DenoiserRegularizer", "DenoiserRegularizerInputs", "FeatureSet", "Metric",
     "SpecmatchError", "RecipeError", "Problem", "ParamError", "PluginError", "PluginConflictError", "DataError",
     "WeightsError",
 ]

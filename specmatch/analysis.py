@@ -140,3 +140,22 @@ def plot_spectrum(report: dict[str, Any], path, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+class LatentSpectrum:
+    """The latent spectrum report as a ``diagnostic`` plugin (registered by ``specmatch.plugins.diagnostics``):
+    radial DCT band distributions of images and posterior-sample latents, KL from each delta-target to the
+    latent, log-log slopes."""
+
+    def __init__(self, deltas=(0.0, 1.0), batch_size: int = 32):
+        self.deltas, self.batch_size = tuple(deltas), int(batch_size)
+
+    @torch.no_grad()
+    def run(self, autoencoder, images: torch.Tensor) -> dict[str, Any]:
+        if images.shape[0] == 0:
+            return {}
+        latents = encode_latents(autoencoder, images, batch_size=self.batch_size)
+        return spectrum_report(images, latents, deltas=self.deltas)
+
+    def scalars(self, report: dict[str, Any]) -> dict[str, float]:
+        return spectrum_scalars(report) if report else {}

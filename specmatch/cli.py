@@ -363,6 +363,63 @@ def export(ctx: click.Context, run_dir: str, out: str, fmt: str) -> None:
 
 
 @main.command()
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--output", "-O", "output", required=True, type=click.Path(dir_okay=False),
+              help="The .npz file to write (ADM layout: mu, sigma; plus n, features, network, protocol).")
+@click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
+              help="Split of a recipe's dataset.")
+@click.option("--images", type=click.IntRange(min=2), default=None,
+              help="A seeded random subset of this many images (default: all).")
+@click.option("--resolution", type=click.IntRange(min=8), default=256, show_default=True,
+              help="Image side for an image folder (a recipe's dataset has its own).")
+@click.option("--protocol", default="custom", show_default=True,
+              help="Apply this evaluation protocol's preprocessing and feature network hash.")
+@click.option("--feature-network", default="", help="TorchScript feature network file (default: the bundled one).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the image and feature subsets.")
+@click.option("--features", "subset", type=click.IntRange(min=0), default=10000, show_default=True,
+              help="Feature rows kept in the file for KID and precision/recall (0: none).")
+@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a value of the recipe (SOURCE a .toml file).")
+@click.pass_context
+def stats(ctx: click.Context, source: str, output: str, split: str, images: int | None, resolution: int,
+          protocol: str, feature_network: str, batch_size: int, seed: int, subset: int,
+          overrides: tuple[str, ...]) -> None:
+    """Reference statistics (Inception mean and covariance) of SOURCE, a recipe (its [data] table) or an image
+    folder, written in the ADM .npz layout for `[evaluation] reference`."""
+    from .core.errors import SpecmatchError
+    from .metrics.protocols import PROTOCOLS
+
+    src = Path(source)
+    if not src.is_dir() and src.suffix != ".toml":
+        raise SpecmatchError(f"{src}: expected a recipe (.toml) or a folder of images")
+    if protocol not in PROTOCOLS:
+        raise SpecmatchError(f"unknown evaluation protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    pinned = PROTOCOLS[protocol]
+    _registry(ctx)
+    import torch
+
+    from .engine.evaluation import load_feature_network
+    from .engine.reference_stats import dataset_from_source, dataset_statistics
+    from .metrics.reference import write_reference
+
+    dataset = dataset_from_source(src, split, resolution, lambda path: _load(ctx, str(path), overrides))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    network, why_not = load_feature_network(feature_network, Path.cwd(), device, pinned.feature_network_sha256)
+    if network is None:
+        raise SpecmatchError(why_not)
+    result = dataset_statistics(dataset, images=images, batch_size=batch_size, network=network, seed=seed,
+                                subset=subset if subset >= 2 else 2, quantize_uint8=bool(pinned.quantize_uint8),
+                                jpeg_quality=pinned.jpeg_quality or 0)
+    if subset == 0:
+        import attrs
+
+        result = attrs.evolve(result, features=None)
+    write_reference(output, result, protocol=protocol)
+    click.echo(f"wrote {output}: N = {result.n} images, {network.describe()['name']}, protocol {protocol}")
+
+
+@main.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Print {run: metrics} as JSON.")
 def compare(run_dirs: tuple[str, ...], as_json: bool) -> None:

@@ -30,6 +30,7 @@ def run_metrics(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SpecmatchError(f"{run_dir} has no metrics.json (not a finished specmatch run)")
     metrics = json.loads(path.read_text())
+    metrics.pop("provenance", None)  # per-metric protocol, network and N: shown in summary.md
     analysis = run_dir / "analysis.json"
     if analysis.is_file():  # spectrum KLs of `specmatch analyze`, with their N
         report = json.loads(analysis.read_text())

@@ -39,6 +39,14 @@ def toml_literal(value: Any) -> str:
 
 def toml_snippet(spec: ComponentSpec, rows: list[dict[str, Any]]) -> str:
     kind = KINDS[spec.kind]
+    if kind.named_in:  # chosen by name in a list; params in the sibling <kind>_params table
+        table, key = kind.named_in.split(".")
+        lines = [f"[{table}]", f'{key} = ["{spec.name}"]  # with the others you want']
+        values = [f"{r['name']} = {toml_literal(r['default'])}" for r in rows
+                  if r["default"] not in ("(required)", None)]
+        if values:
+            lines += [f"[{table}.{kind.name}_params.{spec.name}]", *values]
+        return "\n".join(lines)
     lines = [kind.header, f'name = "{spec.name}"']
     if kind.array:  # an entry of [[regularizers]] is usually written with its schedule
         lines += ["weight = 1.0", "start_step = 0"]

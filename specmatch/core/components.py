@@ -147,3 +147,38 @@ class DenoiserRegularizer(Protocol):
     """
 
     def loss(self, inputs: DenoiserRegularizerInputs) -> Any: ...
+
+
+@attrs.frozen(kw_only=True)
+class FeatureSet:
+    """What a set metric sees of one image set: N, the feature mean (d,) and covariance (d, d) in float64
+    (numpy arrays), and ``features`` (n, d), a seeded random subset of at most ``subset_capacity`` rows,
+    or ``None`` when only the moments are known (a reference file without features)."""
+
+    n: int
+    mean: Any
+    cov: Any
+    features: Any = None
+    network: str = ""
+
+
+@runtime_checkable
+class Metric(Protocol):
+    """An evaluation metric (kind ``metric``). Which method the engine calls depends on the spec:
+
+    * ``MetricSpec(per_image=True)``: ``per_image(real, fake) -> (B,)`` tensor, one value per image pair
+      (images in [-1, 1], after the protocol's quantisation); the engine reports the mean over all pairs.
+    * otherwise ``compute(real: FeatureSet, fake: FeatureSet) -> {name: float}``, called once at the end; with
+      ``needs_features=True`` both sets carry ``features`` (the engine skips the metric, with a note, when a
+      reference has none).
+    """
+
+
+@runtime_checkable
+class Diagnostic(Protocol):
+    """A latent diagnostic (kind ``diagnostic``): ``run(autoencoder, images)`` with images (N, 3, H, W) in
+    [-1, 1] on the autoencoder's device returns a JSON-able report (with its settings and ``n_images``);
+    ``scalars(report)`` returns the flat numbers written to ``metrics.json``."""
+
+    def run(self, autoencoder: Any, images: "Tensor") -> Mapping[str, Any]: ...
+    def scalars(self, report: Mapping[str, Any]) -> Mapping[str, float]: ...

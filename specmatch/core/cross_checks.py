@@ -39,6 +39,7 @@ def cross_check(resolved: ResolvedRecipe, registry: Any, *,
     if recipe.train.denoiser.class_conditional and recipe.denoiser is None:
         problems.append(Problem("train.denoiser.class_conditional", "set, but the recipe has no [denoiser]"))
     problems.extend(_check_denoiser_terms(resolved))
+    problems.extend(_check_evaluation(resolved, check_files))
     problems.extend(check_facts(resolved, check_files=check_files))
     problems.extend(check_init(recipe.autoencoder.init, recipe.autoencoder.from_run, resolved.recipe_dir,
                                check_files=check_files))
@@ -105,4 +106,31 @@ def _check_denoiser_terms(resolved: ResolvedRecipe) -> list[Problem]:
         where = ", ".join(f"{path} taps {tap}" for tap, path in taps.items())
         problems.append(Problem("denoiser_regularizers", f"the denoiser offers one tap per step; expected every "
                                                          f"term to read the same one; got {where}"))
+    return problems
+
+
+def _check_evaluation(resolved: ResolvedRecipe, check_files: bool) -> list[Problem]:
+    """A known protocol whose pinned values the recipe does not contradict (metric names resolve earlier), and
+    a reference file holding the ADM keys the run reads."""
+    from specmatch.metrics.protocols import protocol_problems
+
+    from .schema import EvaluationConfig
+
+    evaluation = resolved.recipe.evaluation
+    problems = [Problem(join("evaluation", key), message)
+                for key, message in protocol_problems(evaluation, EvaluationConfig())]
+    path = resolved.recipe_dir / evaluation.reference if evaluation.reference else None
+    if check_files and path is not None and path.is_file():
+        import numpy as np
+
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                missing = [k for k in ("mu", "sigma") if k not in data.files]
+        except (OSError, ValueError) as exc:
+            missing = None
+            problems.append(Problem("evaluation.reference", f"{path} is not an .npz file ({exc})"))
+        if missing:
+            problems.append(Problem("evaluation.reference", f"{path} has no {' or '.join(missing)} array (the ADM "
+                                                            f"layout: mu (d,) and sigma (d, d); see `specmatch "
+                                                            f"stats`)"))
     return problems

@@ -132,10 +132,10 @@ def _check_files(resolved: "ResolvedRecipe", facts: dict[str, Facts]) -> list[Pr
                 kind = "folder" if need.folder else "file"
                 problems.append(Problem(param_path(comp, need.param), f"{need.what}: {kind} {target} does not "
                                                                       f"exist"))
-    network = resolved.recipe.evaluation.feature_network
-    if network and "\0" not in network and not _resolve(network, resolved.recipe_dir).is_file():
-        problems.append(Problem("evaluation.feature_network",
-                                f"file {_resolve(network, resolved.recipe_dir)} does not exist"))
+    for key in ("feature_network", "reference"):
+        value = getattr(resolved.recipe.evaluation, key)
+        if value and "\0" not in value and not _resolve(value, resolved.recipe_dir).is_file():
+            problems.append(Problem(f"evaluation.{key}", f"file {_resolve(value, resolved.recipe_dir)} does not exist"))
     return problems
 
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
         DenoiserRegularizerSpec,
         DenoiserSpec,
         DiscriminatorSpec,
+        MetricSpec,
+        DiagnosticSpec,
         ObjectiveSpec,
         PerceptualSpec,
         RegularizerSpec,
@@ -98,6 +100,16 @@ def specmatch_perceptual_losses() -> Iterable["PerceptualSpec"]:
 @hookspec
 def specmatch_discriminators() -> Iterable["DiscriminatorSpec"]:
     """Discriminators (kind ``discriminator``) for the adversarial autoencoder term."""
+
+
+@hookspec
+def specmatch_metrics() -> Iterable["MetricSpec"]:
+    """Evaluation metrics (kind ``metric``), chosen by name in ``[evaluation] metrics``."""
+
+
+@hookspec
+def specmatch_diagnostics() -> Iterable["DiagnosticSpec"]:
+    """Latent diagnostics (kind ``diagnostic``), chosen by name in ``[evaluation] diagnostics``."""
 
 
 @hookspec

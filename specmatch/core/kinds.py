@@ -18,6 +18,8 @@ from .specs import (
     DenoiserRegularizerSpec,
     DenoiserSpec,
     DiscriminatorSpec,
+    MetricSpec,
+    DiagnosticSpec,
     ObjectiveSpec,
     PerceptualSpec,
     RegularizerSpec,
@@ -36,6 +38,7 @@ class Kind:
     doc: str
     array: bool = False  # [[table]]: any number of components, in order
     defaulted: bool = False  # an omitted table means "the default a plugin declares for this kind"
+    named_in: str = ""  # chosen by a list of names at this key path (no table of its own), e.g. evaluation.metrics
 
     @property
     def name(self) -> str:
@@ -71,6 +74,11 @@ KINDS: dict[str, Kind] = {
              label="perceptual loss", doc="perceptual distances for reconstruction"),
         Kind(spec_class=DiscriminatorSpec, hook="specmatch_discriminators", table="adversarial",
              label="discriminator", doc="adversarial critics for autoencoder training"),
+        Kind(spec_class=MetricSpec, hook="specmatch_metrics", table="metrics", named_in="evaluation.metrics",
+             label="metric", doc="evaluation metrics on image pairs or feature-set summaries"),
+        Kind(spec_class=DiagnosticSpec, hook="specmatch_diagnostics", table="diagnostics",
+             named_in="evaluation.diagnostics", label="diagnostic",
+             doc="latent diagnostics of an autoencoder (a report and its scalars)"),
     )
 }
 

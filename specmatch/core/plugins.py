@@ -62,6 +62,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "specmatch.alignment.repa",
     "specmatch.plugins.diffusion",
     "specmatch.plugins.denoisers",
+    "specmatch.plugins.metrics",
+    "specmatch.plugins.diagnostics",
 )
 
 

@@ -39,6 +39,42 @@ def _component_tables(tables: dict[str, Any]) -> list[tuple[str, str, Any]]:
     return out
 
 
+def _named_components(tables: dict[str, Any]) -> list[tuple[str, str, str, dict, str]]:
+    """(path, kind, name, params table, params path) of the components chosen by a list of names
+    (``Kind.named_in``); their params come from the sibling table ``<kind>_params.<name>`` (``{}``: defaults)."""
+    out = []
+    for kind in KINDS.values():
+        if not kind.named_in:
+            continue
+        table, key = kind.named_in.split(".")
+        cfg = tables.get(table, attrs.fields_dict(Recipe)[table].default)
+        params = getattr(cfg, f"{kind.name}_params", {}) or {}
+        out += [(join(kind.named_in, i), kind.name, name, params.get(name, {}),
+                 join(join(table, f"{kind.name}_params"), name)) for i, name in enumerate(getattr(cfg, key, ()))]
+    return out
+
+
+def _unused_named_params(tables: dict[str, Any]) -> list[Problem]:
+    """A ``<kind>_params`` entry for a name the list does not hold is a mistake (typo or forgotten name)."""
+    problems = []
+    for kind in KINDS.values():
+        if not kind.named_in:
+            continue
+        table, key = kind.named_in.split(".")
+        cfg = tables.get(table)
+        if cfg is None:
+            continue
+        names = list(getattr(cfg, key, ()))
+        for name, value in (getattr(cfg, f"{kind.name}_params", {}) or {}).items():
+            where = join(join(table, f"{kind.name}_params"), name)
+            if name not in names:
+                problems.append(Problem(where, f"params for {name!r}, which {kind.named_in} does not list "
+                                               f"({', '.join(names) or 'empty'})"))
+            elif not isinstance(value, dict):
+                problems.append(Problem(where, f"expected a table of {name!r}'s params; got {value!r}"))
+    return problems
+
+
 def _kind_defaults(tables: dict[str, Any], registry: Any) -> tuple[dict[str, Any], list[Problem]]:
     """Tables of a ``Kind.defaulted`` kind that omit ``name``, given the registry's declared default.
 
@@ -197,6 +233,28 @@ def resolve(raw: dict[str, Any], source: Path, registry: Any, *, origins: Origin
             params, param_problems = structure(table, params_cls, join(path, "params"))
             problems += param_problems
         components[path] = ResolvedComponent(path=path, kind=kind, config=cfg, spec=spec, params=params,
+                                              source=label)
+
+    named_problems = _unused_named_params(tables)
+    problems += named_problems
+    for path, kind, name, table, table_path in _named_components(tables) if not named_problems else ():
+        spec = registry.find(kind, name)
+        if spec is None:
+            problems.append(Problem(path, registry.unknown_message(kind, name)))
+            continue
+        try:
+            params_cls = spec.params_class()
+        except SpecmatchError as exc:
+            problems.append(Problem(path, str(exc)))
+            continue
+        params = None
+        if params_cls is None:
+            if table:
+                problems.append(Problem(table_path, f"{spec.name!r} takes no parameters"))
+        else:
+            params, param_problems = structure(table, params_cls, table_path)
+            problems += param_problems
+        components[path] = ResolvedComponent(path=path, kind=kind, config=None, spec=spec, params=params,
                                               source=label)
 
     if problems or recipe is None:

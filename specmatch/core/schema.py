@@ -184,6 +184,28 @@ class EvaluationConfig:
     kid_subset_size: int = param(100, doc="KID subset size (clipped to N)", ge=2)
     spectrum_images: int = param(64, doc="images for the latent spectrum analysis", ge=0)
     sample_grid: int = param(64, doc="images in samples.png / reconstructions.png", ge=1)
+    protocol: str = param("custom", doc="named evaluation protocol pinning N, reference, preprocessing and "
+                                        "feature network ('custom' = this table's values; docs/evaluation.md)")
+    metrics: tuple[str, ...] = param(
+        ("psnr", "psnr-uint8", "ssim", "l1", "fid", "kid", "precision-recall"),
+        doc="metrics to compute, by registered name (`specmatch components list --kind metric`)")
+    metric_params: dict[str, Any] = param(
+        factory=dict, doc="params of listed metrics by name, e.g. [evaluation.metric_params.kid] num_subsets = 50")
+    diagnostics: tuple[str, ...] = param(
+        ("latent-spectrum",), doc="latent diagnostics on spectrum_images test images, by registered name "
+                                  "(`specmatch components list --kind diagnostic`)")
+    diagnostic_params: dict[str, Any] = param(factory=dict, doc="params of listed diagnostics by name")
+    reference: str = param("", doc="reference statistics file (.npz with mu and sigma, ADM layout) for "
+                                   "generation metrics ('' = a seeded random subset of the training data)",
+                           path=True)
+    quantize_uint8: bool = param(False, doc="round images to 8-bit levels before the feature network and the "
+                                            "metrics (as saved PNGs are)")
+    jpeg_quality: int = param(0, doc="JPEG round trip at this quality before the feature network and the "
+                                     "metrics (0 = none)", ge=0, le=100)
+    feature_subset: int = param(10000, doc="features kept per image set (seeded) for KID and precision/recall",
+                                ge=2)
+    checkpoint_every: int = param(5000, doc="save the partial statistics every this many images (resumable)",
+                                  ge=1)
 
 
 @attrs.frozen(kw_only=True)

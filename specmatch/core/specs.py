@@ -312,6 +312,39 @@ class DiscriminatorSpec(ComponentSpec):
     kind: ClassVar[str] = "discriminator"
 
 
+@attrs.frozen(kw_only=True)
+class MetricSpec(ComponentSpec):
+    """An evaluation metric. ``per_image=True``: the built object maps a pair of image batches to one value per
+    image (``per_image(real, fake) -> (B,)``), averaged over the pairs (reconstruction only). Otherwise it maps
+    two feature-set summaries to named numbers (``compute(real, fake) -> {name: float}``); ``needs_features``
+    says it reads the kept feature subset, not only the moments (KID, precision and recall)."""
+
+    kind: ClassVar[str] = "metric"
+    per_image: bool = False
+    needs_features: bool = False
+
+    def info(self) -> dict[str, Any]:
+        return {"per_image": self.per_image, "needs_features": self.needs_features}
+
+
+def _check_output(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if value and (not value.endswith(".json") or "/" in value or "\\" in value or value.startswith(".")):
+        raise ValueError(f"output must be a plain .json file name in the run folder, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class DiagnosticSpec(ComponentSpec):
+    """A latent diagnostic of an autoencoder: the built object has ``run(autoencoder, images) -> report`` (a
+    JSON-able dict) and ``scalars(report) -> {name: float}``; ``output`` names the JSON file of the run folder
+    the full report is written to ("" = scalars only)."""
+
+    kind: ClassVar[str] = "diagnostic"
+    output: str = attrs.field(default="", validator=_check_output)
+
+    def info(self) -> dict[str, Any]:
+        return {"output": self.output}
+
+
 def param(default: Any = attrs.NOTHING, *, doc: str, ge: float | None = None, gt: float | None = None,
           le: float | None = None, lt: float | None = None, choices: tuple[Any, ...] | None = None,
           factory: Callable[[], Any] | None = None, path: bool = False, finite: bool = True) -> Any:

@@ -1,5 +1,6 @@
-"""Evaluation: reconstruction quality, generation quality (Frechet distance and KID with N), and the
-latent spectrum. Work is sharded over processes and gathered; only the main process writes files."""
+"""Evaluation helpers: reconstructions and samples of numbered items, the reference subset, the feature
+network, the latent spectrum and image grids. The streaming and resuming is ``evaluation_stream.py``; the
+metrics are ``metric`` plugins."""
 
 from __future__ import annotations
 
@@ -26,19 +27,34 @@ def gather_rows(accelerator, local: torch.Tensor, n_total: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def reconstruct(accelerator, autoencoder, dataset, n: int, batch_size: int, *, latent: str = "sample",
-                seed: int = 0):
-    """(originals, reconstructions) of the first n test images (no masks).
+def reconstruct_batch(autoencoder, x: torch.Tensor, items: list[int], *, latent: str = "sample",
+                      seed: int = 0) -> torch.Tensor:
+    """Reconstructions of the images ``x`` whose dataset indices are ``items``.
 
     ``latent = "sample"`` decodes a posterior sample, as the authors' evaluation does; ``"mean"`` decodes the
     posterior mean, which flatters KL-regularised autoencoders (their sample is noisier than their mean).
     The noise of image i is drawn from its own seed, so results do not depend on batching or process count.
     """
-    from .data import shard_indices
     from .runtime import derive_seed
 
     if latent not in ("sample", "mean"):
         raise ValueError(f"latent must be 'sample' or 'mean', got {latent!r}")
+    posterior = autoencoder.encode(x)
+    z = posterior.mode()
+    if latent == "sample":
+        noise = torch.stack([torch.randn(z.shape[1:], generator=torch.Generator().manual_seed(
+            derive_seed(seed, "reconstruction", i))) for i in items])
+        z = z + posterior.std * noise.to(z.device, z.dtype)
+    return autoencoder.decode(z).clamp(-1, 1)
+
+
+@torch.no_grad()
+def reconstruct(accelerator, autoencoder, dataset, n: int, batch_size: int, *, latent: str = "sample",
+                seed: int = 0):
+    """(originals, reconstructions) of the first n test images, gathered in order (for small n: the
+    evaluation stage streams instead, see ``reconstruct_batch``)."""
+    from .data import shard_indices
+
     n = min(n, len(dataset))
     idx = shard_indices(n, accelerator.process_index, accelerator.num_processes)
     xs, ys = [], []
@@ -46,13 +62,7 @@ def reconstruct(accelerator, autoencoder, dataset, n: int, batch_size: int, *, l
         chunk = idx[s:s + batch_size]
         x = torch.stack([dataset[i][0] for i in chunk]).to(accelerator.device)
         xs.append(x)
-        posterior = autoencoder.encode(x)
-        z = posterior.mode()
-        if latent == "sample":
-            noise = torch.stack([torch.randn(z.shape[1:], generator=torch.Generator().manual_seed(
-                derive_seed(seed, "reconstruction", i))) for i in chunk])
-            z = z + posterior.std * noise.to(z.device, z.dtype)
-        ys.append(autoencoder.decode(z).clamp(-1, 1))
+        ys.append(reconstruct_batch(autoencoder, x, chunk, latent=latent, seed=seed))
     x = torch.cat(xs) if xs else torch.zeros(0, 3, 1, 1, device=accelerator.device)
     y = torch.cat(ys) if ys else torch.zeros_like(x)
     return gather_rows(accelerator, x.float(), n), gather_rows(accelerator, y.float(), n)
@@ -67,16 +77,6 @@ def reference_indices(dataset_size: int, n: int, seed: int) -> list[int]:
 
     g = torch.Generator().manual_seed(derive_seed(seed, "fid_reference"))
     return sorted(torch.randperm(dataset_size, generator=g)[:min(n, dataset_size)].tolist())
-
-
-def reconstruction_metrics(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    from specmatch.metrics.reconstruction import psnr, psnr_uint8, ssim
-
-    if x.shape[0] == 0:
-        return {}
-    return {"recon_psnr": float(psnr(y, x).mean()), "recon_psnr_uint8": float(psnr_uint8(y, x).mean()),
-            "recon_ssim": float(ssim(y, x).mean()),
-            "recon_l1": float((y - x).abs().mean()), "recon_images": float(x.shape[0])}
 
 
 @torch.no_grad()
@@ -102,32 +102,7 @@ def generate(accelerator, sampler: Callable, denoiser, normalizer, *, n: int, la
     return gather_rows(accelerator, local, n)
 
 
-def frechet_metrics(real: torch.Tensor, fake: torch.Tensor, *, prefix: str, network, kid_subset: int,
-                    batch_size: int) -> dict[str, float]:
-    """Frechet distance and KID between two image sets with the Inception features network."""
-    from specmatch.metrics.frechet import feature_statistics, frechet_distance, kernel_inception_distance
-
-    fr = network(real, batch_size=batch_size) if _takes_batch(network) else network(real)
-    ff = network(fake, batch_size=batch_size) if _takes_batch(network) else network(fake)
-    mu1, s1 = feature_statistics(fr)
-    mu2, s2 = feature_statistics(ff)
-    # eigh: the same trace as sqrtm (1e-7 relative), several times faster at d = 2048, no complex parts
-    fd = frechet_distance(mu1, s1, mu2, s2, method="eigh")
-    kid_mean, kid_std = kernel_inception_distance(fr, ff, subset_size=min(kid_subset, len(fr), len(ff)))
-    return {f"{prefix}fid": float(fd), f"{prefix}kid": float(kid_mean), f"{prefix}kid_std": float(kid_std),
-            f"{prefix}n": float(min(len(fr), len(ff)))}
-
-
-def _takes_batch(network) -> bool:
-    import inspect
-
-    try:
-        return "batch_size" in inspect.signature(network.__call__).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def load_feature_network(path: str, recipe_dir: Path, device):
+def load_feature_network(path: str, recipe_dir: Path, device, expected_sha256: str | None = None):
     """The Inception FID network, or (None, reason) when it is not available here."""
     from specmatch.core.errors import WeightsError
     from specmatch.metrics.inception import InceptionFeatures
@@ -137,7 +112,7 @@ def load_feature_network(path: str, recipe_dir: Path, device):
         if path:
             weights = Path(path).expanduser()
             weights = weights if weights.is_absolute() else recipe_dir / weights
-        return InceptionFeatures(weights, device=device), ""
+        return InceptionFeatures(weights, device=device, expected_sha256=expected_sha256), ""
     except WeightsError as exc:
         if path:  # the user asked for this file: a missing one is an error
             raise

@@ -71,7 +71,8 @@ def run_stages(run: RunContext) -> dict[str, Any]:
     if acc.is_main_process:
         report.write_grids(run.layout, evaluation.originals, evaluation.reconstructions, evaluation.samples,
                            recipe.evaluation.sample_grid)
-        report.write_report(run.layout, run.resolved, flat, device=str(acc.device), spectrum=evaluation.spectrum)
+        report.write_report(run.layout, run.resolved, flat, device=str(acc.device), reports=evaluation.reports,
+                            provenance=evaluation.provenance)
     acc.wait_for_everyone()
     if recipe.run.trackers:
         acc.end_training()

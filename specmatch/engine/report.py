@@ -21,14 +21,22 @@ def flat_metrics(metrics: dict[str, Any], timings: dict[str, float], processes: 
 
 
 def write_report(layout: RunLayout, resolved: ResolvedRecipe, flat: dict[str, Any], *, device: str,
-                 spectrum: dict | None) -> None:
-    write_json_atomic(layout.metrics, flat)
-    if spectrum:
-        write_json_atomic(layout.spectrum, spectrum)
+                 reports: dict[str, dict] | None = None,
+                 provenance: dict[str, dict[str, Any]] | None = None) -> None:
+    """``metrics.json``: the flat metrics plus ``provenance`` (metric -> its protocol, feature network and N);
+    ``summary.md``: one table whose rows carry the same three columns; each diagnostic's report in its file."""
+    provenance = provenance or {}
+    write_json_atomic(layout.metrics, {**flat, "provenance": provenance} if provenance else flat)
+    for name, content in (reports or {}).items():  # diagnostics' reports, e.g. spectrum.json
+        write_json_atomic(layout.root / name, content)
     lines = [f"# {resolved.recipe.run.name}", "", f"recipe hash `{resolved.section_hash()}`, specmatch "
-             f"{__version__}, {flat['processes']} process(es) on {device}", "", "| metric | value |", "|---|---|"]
+             f"{__version__}, {flat['processes']} process(es) on {device}", "",
+             "| metric | value | protocol | network | N |", "|---|---|---|---|---|"]
     for key, value in sorted(flat.items()):
-        lines.append(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |")
+        shown = f"{value:.4g}" if isinstance(value, float) else f"{value}"
+        where = provenance.get(key)
+        extra = f"{where['protocol']} | {where['network']} | {where['n']}" if where else " | | "
+        lines.append(f"| {key} | {shown} | {extra} |")
     layout.summary.write_text("\n".join(lines) + "\n")
 
 

@@ -30,7 +30,12 @@ def _recipe(kind: str, name: str, params: dict, resolution: int, preset: str) ->
             "autoencoder": {"name": "sdvae", "params": {"preset": preset}},
             "denoiser": {"name": "dit", "params": {"preset": "dit-micro"}}}
     table = {"name": name, "params": params}
-    data[KINDS[kind].table] = [table] if KINDS[kind].array else table
+    named_in = KINDS[kind].named_in
+    if named_in:  # chosen by name in a list; params in the sibling <kind>_params table
+        parent, key = named_in.split(".")
+        data[parent] = {key: [name], f"{kind}_params": {name: params} if params else {}}
+    else:
+        data[KINDS[kind].table] = [table] if KINDS[kind].array else table
     if (kind, name) in (("regularizer", "vavae"), ("denoiser_regularizer", "repa")):
         data["alignment"] = {"name": "stlpips-alex"}
     if kind == "denoiser_regularizer":  # deep enough for the default tap (REPA: 8)

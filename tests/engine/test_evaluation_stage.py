@@ -1,0 +1,203 @@
+"""The evaluation stage at small N through the same code path as 50k: chunked, resumable, protocol-stamped.
+
+Untrained tiny models and a tiny TorchScript stand-in for the feature network keep it fast; what is tested is
+the streaming, the resume and the bookkeeping, not the quality of the numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from specmatch.core.plan import make_plan
+from specmatch.core.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "recipes" / "smoke.toml"
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads; on a busy 2-core machine OpenMP's spin-waits slow them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class TinyFeatures:
+    """A 16-d stand-in for the Inception network (the evaluation's bookkeeping is tested, not Inception)."""
+
+    feature_dim = 16
+    sha256 = "0" * 64
+
+    def __init__(self):
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3), torch.nn.AdaptiveAvgPool2d(1))
+
+    def describe(self) -> dict:
+        return {"name": "tiny stand-in"}
+
+    @torch.no_grad()
+    def __call__(self, images):
+        return self.net(images.float().cpu()).flatten(1).double()
+
+
+@pytest.fixture
+def feature_net(monkeypatch, tmp_path) -> Path:
+    from specmatch.engine import evaluation
+
+    net = TinyFeatures()
+    monkeypatch.setattr(evaluation, "load_feature_network", lambda *args, **kwargs: (net, ""))
+    path = tmp_path / "tiny.pt"  # validate checks that the named file exists; the stand-in replaces it
+    path.write_bytes(b"stand-in")
+    return path
+
+
+def _overrides(feature_net: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    return [f'evaluation.feature_network="{feature_net}"', "evaluation.reconstruction_images=10",
+            "evaluation.num_samples=10", "evaluation.checkpoint_every=4", "evaluation.batch_size=3",
+            "evaluation.spectrum_images=0", "evaluation.sample_grid=4", "latent_stats.images=8",
+            "sampler.params.steps=2", "evaluation.kid_subset_size=5", "data.params.resolution=8",
+            "data.params.num_images=32", "data.params.num_test_images=16", *extra]
+
+
+def _evaluate(out: Path, feature_net: Path, on_chunk=None, extra: tuple[str, ...] = ()):
+    from specmatch.engine.pipeline import build_datasets, make_run_context
+    from specmatch.engine.stages import evaluation_stage, latent_stats_stage
+    from specmatch.engine.stages.denoiser import DenoiserResult
+
+    resolved = load_recipe(SMOKE, _overrides(feature_net, extra))
+    run = make_run_context(resolved, make_plan(resolved, out))
+    train_set, test_set = build_datasets(run)
+    autoencoder = run.build("autoencoder").eval()  # untrained: the evaluation is what is tested
+    stats = latent_stats_stage(run, autoencoder, train_set, test_set)
+    denoiser = DenoiserResult(model=run.build("denoiser").eval(), conditional=False)
+    return evaluation_stage(run, autoencoder, stats, denoiser, train_set, test_set, on_chunk=on_chunk)
+
+
+@pytest.mark.slow  # three evaluations of untrained tiny models (about 20 s on an idle 2-core machine)
+def test_interrupted_evaluation_resumes_to_the_same_numbers(tmp_path, feature_net):
+    whole = _evaluate(tmp_path / "whole", feature_net)
+    calls = []
+
+    def stop_after_second_chunk(name: str, done: int) -> None:
+        calls.append((name, done))
+        if len(calls) == 2:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        _evaluate(tmp_path / "cut", feature_net, on_chunk=stop_after_second_chunk)
+    assert calls == [("reconstruction", 4), ("reconstruction", 8)]
+    done = []
+    resumed = _evaluate(tmp_path / "cut", feature_net, on_chunk=lambda name, n: done.append((name, n)))
+    assert done[0] == ("reconstruction", 10)  # the saved chunks were not repeated
+    assert set(resumed.metrics) == set(whole.metrics)
+    for key, value in whole.metrics.items():
+        if isinstance(value, float):
+            assert resumed.metrics[key] == pytest.approx(value, rel=1e-10, abs=1e-10), key
+        else:
+            assert resumed.metrics[key] == value, key
+    for name in ("gen_fid", "gen_kid", "gen_precision", "gen_recall", "rfid", "rkid", "recon_psnr", "recon_ssim"):
+        assert name in whole.metrics, name
+    assert whole.metrics["gen_n"] == 10 and whole.metrics["rn"] == 10
+    assert whole.provenance["gen_fid"] == {"protocol": "custom", "network": "tiny stand-in", "n": 10}
+    assert torch.equal(resumed.samples, whole.samples) and resumed.samples.shape[0] == 4
+
+
+def test_reference_file_replaces_the_training_subset(tmp_path, feature_net):
+    import numpy as np
+
+    from specmatch.core.components import FeatureSet
+    from specmatch.metrics.reference import write_reference
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(50, 16))
+    ref = tmp_path / "ref.npz"
+    write_reference(ref, FeatureSet(n=50, mean=features.mean(0), cov=np.cov(features, rowvar=False)))
+    result = _evaluate(tmp_path / "run", feature_net, extra=(f'evaluation.reference="{ref}"',
+                                                              "evaluation.spectrum_images=4"))
+    assert result.metrics["gen_reference"].startswith(str(ref))
+    assert "gen_fid" in result.metrics
+    assert "gen_kid" not in result.metrics  # the file has no features: KID and precision/recall are skipped
+    # the default diagnostic plugin: its scalars in the metrics, its report for spectrum.json
+    assert "spectrum_latent_slope" in result.metrics
+    assert result.reports["spectrum.json"]["n_images"] == 4
+
+
+def test_protocol_pins_and_contradictions_are_reported(tmp_path):
+    from specmatch.core.errors import RecipeError
+
+    with pytest.raises(RecipeError) as info:
+        load_recipe(SMOKE, ['evaluation.protocol="adm-50k-v1"', "evaluation.num_samples=12"])
+    text = str(info.value) + " ".join(f"{p.path}: {p.message}" for p in info.value.problems)
+    assert "evaluation.num_samples" in text and "50000" in text and "evaluation.reference" in text
+    with pytest.raises(RecipeError) as info:
+        load_recipe(SMOKE, ['evaluation.metrics=["fid", "kd"]'])
+    assert any(p.path == "evaluation.metrics[1]" and "kid" in p.message for p in info.value.problems)
+    from specmatch.metrics.protocols import effective
+
+    from specmatch.testing import MINIMAL_RECIPE, write_recipe
+
+    resolved = load_recipe(write_recipe(tmp_path, MINIMAL_RECIPE), ['evaluation.protocol="quick-1k-v1"'])
+    ev = effective(resolved.recipe.evaluation)
+    assert ev.num_samples == 1000 and ev.quantize_uint8 and ev.feature_subset == 1000
+
+
+def test_stats_command_writes_the_dataset_statistics(tmp_path, feature_net):
+    import numpy as np
+
+    from specmatch.engine.evaluation import reference_indices
+    from specmatch.metrics.reference import read_reference
+    from specmatch.testing import invoke_cli
+
+    out = tmp_path / "ref.npz"
+    recipe = str(SMOKE)
+    result = invoke_cli("stats", recipe, "-O", str(out), "--images", "12", "--batch-size", "5", "--features", "6",
+                        "-o", "data.params.resolution=8", "-o", "data.params.num_images=32")
+    assert result.exit_code == 0, result.output
+    assert "N = 12 images" in result.output
+    ref = read_reference(out, feature_dim=16)
+    # the same images and network, computed here in one go
+    from specmatch.core.recipe import load_recipe
+    from specmatch.engine import build as B
+
+    resolved = load_recipe(SMOKE, ["data.params.resolution=8", "data.params.num_images=32"])
+    train = B.build(resolved.component("data"), B.context(resolved, tmp_path, {}))["train"]
+    picks = reference_indices(len(train), 12, 0)
+    features = TinyFeatures()(torch.stack([train[i][0] for i in picks])).numpy()
+    assert ref.n == 12 and ref.features.shape == (6, 16)
+    np.testing.assert_allclose(ref.mean, features.mean(0), atol=1e-10)
+    np.testing.assert_allclose(ref.cov, np.cov(features, rowvar=False), atol=1e-10)
+    bad = invoke_cli("stats", recipe, "-O", str(out), "--protocol", "adm-5k")
+    assert bad.exit_code != 0 and "unknown evaluation protocol" in bad.output
+
+
+def test_validate_checks_the_reference_file(tmp_path):
+    import numpy as np
+
+    from specmatch.core.errors import RecipeError
+
+    np.savez(tmp_path / "images_only.npz", arr_0=np.zeros((2, 4, 4, 3), dtype=np.uint8))
+    for name, expected in (("missing.npz", "does not exist"), ("images_only.npz", "no mu or sigma")):
+        with pytest.raises(RecipeError) as info:
+            load_recipe(SMOKE, [f'evaluation.reference="{tmp_path / name}"'])
+        assert any(p.path == "evaluation.reference" and expected in p.message for p in info.value.problems), name
+
+
+def test_metric_params_come_from_the_named_table():
+    from specmatch.core.errors import RecipeError
+
+    resolved = load_recipe(SMOKE, ["evaluation.metric_params={kid={num_subsets=7}}"])
+    kid = next(c for c in resolved.components.values() if c.kind == "metric" and c.spec.name == "kid")
+    assert kid.params.num_subsets == 7
+    for override, path in (("evaluation.metric_params={kid={num_subsets=0}}", "evaluation.metric_params.kid"),
+                           ("evaluation.metric_params={fidd={}}", "evaluation.metric_params.fidd")):
+        with pytest.raises(RecipeError) as info:
+            load_recipe(SMOKE, [override])
+        assert any(p.path.startswith(path) for p in info.value.problems), override
