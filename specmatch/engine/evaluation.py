@@ -79,27 +79,13 @@ def reconstruction_metrics(x: torch.Tensor, y: torch.Tensor) -> dict[str, float]
             "recon_l1": float((y - x).abs().mean()), "recon_images": float(x.shape[0])}
 
 
-@torch.no_grad()
 def generate(accelerator, sampler: Callable, denoiser, normalizer, *, n: int, latent_shape, batch_size: int,
-             seed: int, num_classes: int = 0) -> torch.Tensor:
-    """n decoded samples in [-1, 1]; process r makes samples r, r + world, ... with per-sample seeds."""
-    from .data import shard_indices
-    from .runtime import derive_seed
+             seed: int, num_classes: int = 0, objective=None) -> torch.Tensor:
+    """n decoded samples in [-1, 1], sample i from (seed, i) alone (:func:`specmatch.engine.sampling.generate`)."""
+    from .sampling import generate as generate_range
 
-    idx = shard_indices(n, accelerator.process_index, accelerator.num_processes)
-    device = accelerator.device
-    out = []
-    for s in range(0, len(idx), batch_size):
-        chunk = idx[s:s + batch_size]
-        g = torch.Generator(device=device).manual_seed(derive_seed(seed, "samples", chunk[0]))
-        y = None
-        if num_classes:
-            y = torch.tensor([i % num_classes for i in chunk], device=device)
-        z = sampler(denoiser, (len(chunk), *latent_shape), device=device, generator=g, y=y,
-                    null_class=num_classes if num_classes else None)
-        out.append(normalizer.decode(z).clamp(-1, 1).float())
-    local = torch.cat(out) if out else torch.zeros(0, 3, 1, 1, device=device)
-    return gather_rows(accelerator, local, n)
+    return generate_range(accelerator, sampler, denoiser, objective, normalizer, indices=range(n),
+                          latent_shape=latent_shape, seed=seed, batch_size=batch_size, num_classes=num_classes)
 
 
 def frechet_metrics(real: torch.Tensor, fake: torch.Tensor, *, prefix: str, network, kid_subset: int,

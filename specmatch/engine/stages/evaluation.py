@@ -67,7 +67,8 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
         sampler = run.build("sampler")
         samples = E.generate(acc, sampler, denoiser.model, stats.normalizer, n=ev.num_samples,
                              latent_shape=stats.latent_shape, batch_size=ev.batch_size, seed=run.seed("samples"),
-                             num_classes=run.upstream.get("num_classes", 0) if denoiser.conditional else 0)
+                             num_classes=run.upstream.get("num_classes", 0) if denoiser.conditional else 0,
+                             objective=run.build("objective"))
         metrics["gen_samples"] = float(samples.shape[0])
         if network is not None and samples.shape[0] >= 2:
             picks = E.reference_indices(len(train_set), samples.shape[0], run.seed("fid_reference"))
