@@ -89,8 +89,11 @@ class SamplingContext:
         return self._schedule[t]
 
     def alpha_sigma(self, t: float) -> tuple[float, float]:
-        alpha, sigma, _, _ = self._schedule_at(float(t))
-        return alpha, sigma
+        t = float(t)
+        if t in self._schedule:
+            return self._schedule[t][:2]
+        alpha, sigma = self.objective.alpha_sigma(torch.tensor(t, dtype=torch.float64))  # no derivative needed
+        return float(alpha), float(sigma)
 
     def guided_at(self, t: float) -> bool:
         return self.scale != 1.0 and self.low <= t <= self.high
