@@ -42,5 +42,5 @@ def pair_problems(sampler: Facts, objective: Facts) -> list[tuple[str, str, str]
         problems.append(("sampler", "", f"this sampler integrates dx/dt with {sampler.integrates_time}, which "
                                         f"needs a continuous-time objective; the objective is trained at discrete "
                                         f"steps only (its velocity between them is not defined). Use a sampler "
-                                        f"that steps on alpha and sigma alone (ddim, dpm-solver++){fix}"))
+                                        f"that steps on alpha and sigma alone (ddim, dpmpp-2m){fix}"))
     return problems

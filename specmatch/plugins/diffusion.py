@@ -166,7 +166,7 @@ SAMPLERS = {
     "heun": ("HeunSampler", "Heun steps"),
     "euler-maruyama": ("EulerMaruyamaSampler", "Euler-Maruyama steps"),
     "ddim": ("DDIMSampler", ""),
-    "dpm-solver++": ("DPMSolverPP2M", ""),
+    "dpmpp-2m": ("DPMSolverPP2M", ""),
 }
 
 
@@ -248,6 +248,6 @@ def specmatch_samplers():
                       summary="Euler-Maruyama SDE sampler (REPA: 250 steps, last step to t=0 without noise)")
     yield SamplerSpec(name="ddim", factory=_sampler("ddim"), params=DDIMParams, facts=_sampler_facts("ddim"),
                       summary="DDIM (eta = 0 deterministic, eta > 0 stochastic)")
-    yield SamplerSpec(name="dpm-solver++", factory=_sampler("dpm-solver++"), params=DPMSolverParams,
-                      facts=_sampler_facts("dpm-solver++"),
+    yield SamplerSpec(name="dpmpp-2m", factory=_sampler("dpmpp-2m"), params=DPMSolverParams,
+                      facts=_sampler_facts("dpmpp-2m"),
                       summary="DPM-Solver++ 2M, data-prediction multistep in log-SNR (U-ViT)")
