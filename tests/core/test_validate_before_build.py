@@ -38,6 +38,8 @@ def _recipe(kind: str, name: str, params: dict, resolution: int, preset: str) ->
         data[TABLE[kind]] = table
     if kind == "regularizer" and name == "vavae":
         data["alignment"] = {"name": "stlpips-alex"}
+    if kind == "objective":  # a sampler that works with every objective (the default one integrates dx/dt)
+        data["sampler"] = {"name": "ddim"}
     return tomli_w.dumps(data)
 
 
