@@ -24,8 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from specmatch.diffusion.gaussian_path import (GaussianPathObjective, broadcast_time, random_normal,
-                                               random_uniform)
+from specmatch.diffusion.gaussian_path import GaussianPathObjective, broadcast_time, random_uniform
 
 STEPS = 1000
 BETA_START, BETA_END = 0.00085, 0.012
@@ -103,5 +102,3 @@ class DDPMNoise(GaussianPathObjective):
         alpha, sigma = broadcast_time(alpha, x_t), broadcast_time(sigma, x_t)
         return (x_t - sigma * output) / alpha, output
 
-
-__all__ = ["DDPMNoise", "DiscreteSchedule", "stable_diffusion_betas", "random_normal"]

@@ -183,10 +183,6 @@ def _sampler_facts(name: str):
     return facts
 
 
-def ode_sampler_facts(params) -> Facts:
-    return _sampler_facts("euler")(params)
-
-
 def _sampler(name: str):
     def build(params, ctx):
         from specmatch.diffusion import samplers
