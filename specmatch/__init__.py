@@ -12,6 +12,8 @@ from .core.components import (  # noqa: E402
     AlignmentTarget,
     Autoencoder,
     Denoiser,
+    DenoiserRegularizer,
+    DenoiserRegularizerInputs,
     LatentRegularizer,
     PairContext,
     Posterior,
@@ -34,6 +36,7 @@ from .core.specs import (  # noqa: E402
     AutoencoderSpec,
     BuildContext,
     DatasetSpec,
+    DenoiserRegularizerSpec,
     DenoiserSpec,
     DiscriminatorSpec,
     Facts,
@@ -47,10 +50,10 @@ from .core.specs import (  # noqa: E402
 
 __all__ = [
     "__version__", "hookimpl", "hookspec", "param", "PLUGIN_API", "BuildContext", "Facts", "FileNeed",
-    "AutoencoderSpec", "RegularizerSpec", "DenoiserSpec", "AlignmentSpec", "DatasetSpec", "ObjectiveSpec",
+    "AutoencoderSpec", "RegularizerSpec", "DenoiserSpec", "DenoiserRegularizerSpec", "AlignmentSpec", "DatasetSpec", "ObjectiveSpec",
     "SamplerSpec", "PerceptualSpec", "DiscriminatorSpec",
     "Autoencoder", "Posterior", "LatentRegularizer", "RegularizerInputs", "PairContext", "AlignmentTarget",
-    "Denoiser",
+    "Denoiser", "DenoiserRegularizer", "DenoiserRegularizerInputs",
     "SpecmatchError", "RecipeError", "Problem", "ParamError", "PluginError", "PluginConflictError", "DataError",
     "WeightsError",
 ]

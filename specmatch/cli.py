@@ -138,7 +138,7 @@ def components_list(ctx: click.Context, kind: str | None, as_json: bool, pattern
     specs = registry.search(kind, pattern)
     rows = [{"kind": s.kind, "name": s.name, "aliases": list(s.aliases), "provider": str(s.provider),
              "distribution": s.provider.distribution, "version": s.provider.version,
-             "builtin": s.provider.builtin, "summary": s.summary} for s in specs]
+             "builtin": s.provider.builtin, "component_version": s.version, "summary": s.summary} for s in specs]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -163,11 +163,17 @@ def components_info(ctx: click.Context, kind: str, name: str, as_json: bool) -> 
     """Summary, parameters (name, type, default, doc) and a TOML snippet for one component."""
     from .docs_render import describe_fields, toml_snippet
 
+    from .core.spec_checks import check_params_defaults
+
     spec = _registry(ctx).get(kind, name)
-    rows = describe_fields(spec.params_class())
+    params_cls = spec.params_class()
+    if isinstance(spec.params, str):  # a lazy params class: its defaults were not checked at registration
+        check_params_defaults(spec, params_cls)  # never print a snippet that validate rejects
+    rows = describe_fields(params_cls)
     if as_json:
         click.echo(json.dumps({"kind": kind, "name": spec.name, "aliases": list(spec.aliases),
-                               "provider": str(spec.provider), "summary": spec.summary, "facts": spec.info(),
+                               "provider": str(spec.provider), "plugin": spec.provider.plugin,
+                               "component_version": spec.version, "summary": spec.summary, "facts": spec.info(),
                                "params": rows}, indent=2, default=str))
         return
     click.echo(f"{spec.kind} {spec.name!r} — {spec.summary}")

@@ -106,9 +106,39 @@ class AlignmentTarget(Protocol):
 class Denoiser(Protocol):
     """``forward(x_t, t, y=None) -> prediction`` on normalised latents of the autoencoder's shape.
 
-    An *alignable* denoiser (``DenoiserSpec(alignable=True)``, needed by ``[repa]``) also accepts
-    ``return_hidden_at=k`` and then returns ``(prediction, tokens (B, N, D))`` after block k, and has
-    ``hidden_size`` (D) and ``depth`` attributes.
+    ``x_t`` is (B, C, h, w); ``t`` is (B,) in [0, 1] with 1 = noise (every objective maps its own time to
+    this); the prediction has ``x_t``'s shape and means what the objective says (velocity, noise, ...).
+    ``y`` holds labels 0..num_classes-1, and index ``num_classes`` is the null class (``null_class``); the
+    engine drops labels for guidance, never the network.
+
+    An *alignable* denoiser (``DenoiserSpec(alignable=True)``) has ``tap_widths`` (the feature width of tap
+    k = 1..len) and, given ``return_hidden_at=k``, returns ``(prediction, hidden)``: tokens (B, N, D) in
+    row-major order of a square grid, or a feature map (B, D, gh, gw).
     """
 
     def forward(self, x: "Tensor", t: "Tensor", y: Optional["Tensor"] = None) -> "Tensor": ...
+
+
+@attrs.frozen(kw_only=True)
+class DenoiserRegularizerInputs:
+    """What a denoiser regularizer receives once per micro-batch; fields it did not declare in ``needs`` are
+    None. ``hidden`` is the denoiser's output at the term's tap (tokens (B, N, D) or a map (B, D, gh, gw));
+    ``features`` the teacher's features (B, D_t, gh, gw) of ``images``, the clean images (B, 3, H, W) in
+    [-1, 1] the latents ``x0`` came from (the same flip); ``t`` the times (B,) the denoiser saw."""
+
+    x0: "Tensor"
+    t: Optional["Tensor"]
+    step: int
+    hidden: Optional["Tensor"] = None
+    features: Optional["Tensor"] = None
+    images: Optional["Tensor"] = None
+
+
+@runtime_checkable
+class DenoiserRegularizer(Protocol):
+    """An ``nn.Module`` whose parameters (e.g. a projector) train with the denoiser and are dropped after.
+
+    ``loss`` returns a scalar tensor, or ``(scalar, {"name": float-like})`` with extra logs.
+    """
+
+    def loss(self, inputs: DenoiserRegularizerInputs) -> Any: ...

@@ -96,9 +96,12 @@ def _check_denoiser(resolved: "ResolvedRecipe", facts: dict[str, Facts]) -> list
     problems = []
     recipe = resolved.recipe
     den = facts.get("denoiser")
-    if recipe.repa is not None and den is not None and den.depth is not None and recipe.repa.depth > den.depth:
-        problems.append(Problem("repa.depth", f"the denoiser has {den.depth} blocks; expected a block index in "
-                                              f"1..{den.depth}, got {recipe.repa.depth}"))
+    for comp in resolved.denoiser_regularizers():
+        tap = getattr(comp.params, comp.spec.tap_param or "", None)
+        if den is not None and den.depth is not None and isinstance(tap, int) and tap > den.depth:
+            problems.append(Problem(param_path(comp, comp.spec.tap_param),
+                                    f"the denoiser has {den.depth} alignment taps; expected a tap index in "
+                                    f"1..{den.depth}, got {tap}"))
     sampler = facts.get("sampler")
     if (recipe.denoiser is not None and sampler is not None and sampler.needs_labels
             and not recipe.train.denoiser.class_conditional):

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
         AlignmentSpec,
         AutoencoderSpec,
         DatasetSpec,
+        DenoiserRegularizerSpec,
         DenoiserSpec,
         DiscriminatorSpec,
         ObjectiveSpec,
@@ -58,6 +59,15 @@ def specmatch_regularizers() -> Iterable["RegularizerSpec"]:
 @hookspec
 def specmatch_denoisers() -> Iterable["DenoiserSpec"]:
     """Denoisers (kind ``denoiser``): networks trained on normalised latents."""
+
+
+@hookspec
+def specmatch_denoiser_regularizers() -> Iterable["DenoiserRegularizerSpec"]:
+    """Denoiser regularizers (kind ``denoiser_regularizer``): loss terms of denoiser training, e.g. REPA.
+
+    ``needs`` declares what the term reads (``{"hidden", "features"}`` for REPA) and ``tap_param`` the params
+    key of the denoiser tap it aligns.
+    """
 
 
 @hookspec

@@ -1,7 +1,9 @@
 """The plan of a run: which stages a recipe asks for, where their outputs go, and what each depends on.
 
-Each stage's key hashes exactly the recipe tables it depends on, so a changed recipe invalidates that
-stage and everything after it, and an unchanged stage is reused on rerun.
+Each stage's key hashes exactly the recipe tables it depends on, and the code fingerprint of every component
+those tables name (:mod:`specmatch.core.fingerprint`: spec version, plugin version, and the source of local
+and editable plugins), so a changed recipe or plugin invalidates that stage and everything after it, and an
+unchanged stage is reused on rerun.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import attrs
 
+from .fingerprint import components_hash
 from .layout import RunLayout
 from .recipe import ResolvedRecipe
 
@@ -19,7 +22,7 @@ STAGES = ("autoencoder", "latent_stats", "denoiser", "evaluation")
 _DEPENDS = {
     "autoencoder": ("data", "autoencoder", "regularizers", "perceptual", "adversarial", "alignment", "run"),
     "latent_stats": ("latent_stats",),
-    "denoiser": ("denoiser", "objective", "train", "repa"),
+    "denoiser": ("denoiser", "objective", "train", "denoiser_regularizers"),
     "evaluation": ("sampler", "evaluation"),
 }
 
@@ -56,7 +59,7 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
     ae_from = (resolved.recipe_dir / r.autoencoder.from_run) if r.autoencoder.from_run else None
     ae_train = r.train.autoencoder
     regs = ", ".join(f"{c.name}={c.weight:g}" for c in r.regularizers) or "none"
-    # a teacher that only REPA uses does not touch the autoencoder
+    # a teacher that only the denoiser's terms use (REPA) does not touch the autoencoder
     ae_key = resolved.section_hash(*_DEPENDS["autoencoder"],
                                    unused=() if resolved.autoencoder_uses_teacher() else ("alignment",))
     import hashlib
@@ -67,7 +70,10 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
 
     # the autoencoder stage depends on its own training table only, not the denoiser's
     ae_table = resolved.to_dict()["train"]["autoencoder"]
-    key = h(ae_key, json.dumps(ae_table, sort_keys=True))
+    ae_paths = ["data", "autoencoder", *(c.path for c in resolved.regularizers()), "perceptual", "adversarial"]
+    if resolved.autoencoder_uses_teacher():
+        ae_paths.append("alignment")
+    key = h(ae_key, json.dumps(ae_table, sort_keys=True), components_hash(resolved, ae_paths))
     if ae_from is not None:
         key = h("from_run", str(ae_from.resolve()))
     layout = RunLayout(output_dir)
@@ -83,17 +89,22 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
     if r.denoiser is not None:
         dn = r.train.denoiser
         den_table = resolved.to_dict()["train"]["denoiser"]
-        den_tables = ("denoiser", "objective")
+        den_tables = ("denoiser", "objective", "denoiser_regularizers")
         den_what = f"train {r.denoiser.name} with {r.objective.name} for {dn.steps} steps (batch {dn.batch_size})"
-        if r.repa is not None:
-            den_tables += ("repa", "alignment")
-            dog = " (DoG target)" if r.repa.target_filter == "dog" else ""
-            den_what += f"; REPA {r.repa.weight:g} at block {r.repa.depth} to {r.alignment.name}{dog}"
-        key = h(key, resolved.section_hash(*den_tables), json.dumps(den_table, sort_keys=True))
+        if r.denoiser_regularizers:
+            den_what += "; terms: " + ", ".join(f"{c.name}={c.weight:g}" for c in r.denoiser_regularizers)
+        if resolved.denoiser_uses_teacher():
+            den_tables += ("alignment",)
+            den_what += f" (teacher {r.alignment.name})"
+        den_paths = ["denoiser", "objective", *(c.path for c in resolved.denoiser_regularizers())]
+        if resolved.denoiser_uses_teacher():
+            den_paths.append("alignment")
+        key = h(key, resolved.section_hash(*den_tables), json.dumps(den_table, sort_keys=True),
+                components_hash(resolved, den_paths))
         stages.append(Stage(name="denoiser", key=key, folder=layout.stage_folder("denoiser"),
                             description=den_what))
     ev = r.evaluation
-    key = h(key, resolved.section_hash("sampler", "evaluation"))
+    key = h(key, resolved.section_hash("sampler", "evaluation"), components_hash(resolved, ["sampler"]))
     what = f"PSNR/SSIM on {ev.reconstruction_images} held-out images"
     if r.denoiser is not None:
         what += f"; {ev.num_samples} samples with {r.sampler.name} -> FID/KID (N={ev.num_samples})"

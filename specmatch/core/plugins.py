@@ -11,7 +11,9 @@ Start-up order (``load_plugins``):
 4. local plugin files (``--plugin-file`` or a recipe's ``[plugins] files``);
 5. per plugin: pluggy's ``check_pending`` right after registering it, so a ``@hookimpl`` that matches no
    hook spec (a typo, or a hook this specmatch does not have) breaks that plugin; ``optionalhook=True``
-   implementations are exempt, as in pluggy.
+   implementations are exempt, as in pluggy. A function named like a hook but without ``@hookimpl`` (pluggy
+   ignores it silently), and a plugin that implements no hook at all, break it too: it would register
+   nothing, and the user would only see "unknown component" later.
 
 A plugin that fails any step becomes a *broken* record (reason and traceback kept) instead of breaking the
 others. Nothing here runs at ``import specmatch``: commands call ``load_plugins`` when they need it.
@@ -57,7 +59,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "specmatch.regularizers.scale_equivariance",
     "specmatch.plugins.reconstruction",
     "specmatch.plugins.alignment",
+    "specmatch.alignment.repa",
     "specmatch.plugins.diffusion",
+    "specmatch.plugins.denoisers",
 )
 
 
@@ -83,6 +87,7 @@ class PluginRecord:
     entry_point: str = ""
     location: str = ""
     builtin: bool = False
+    editable: bool = False  # an editable install (its direct_url.json says so)
     status: str = "active"  # active | disabled | broken
     reason: str = ""
     details: str = ""  # traceback of a broken plugin
@@ -90,13 +95,13 @@ class PluginRecord:
     @property
     def provider(self) -> Provider:
         return Provider(distribution=self.distribution, version=self.version, plugin=self.name,
-                        builtin=self.builtin, location=self.location)
+                        builtin=self.builtin, location=self.location, editable=self.editable)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name, "distribution": self.distribution, "version": self.version,
             "entry_point": self.entry_point, "location": self.location, "builtin": self.builtin,
-            "status": self.status, "reason": self.reason,
+            "editable": self.editable, "status": self.status, "reason": self.reason,
         }
 
 
@@ -109,6 +114,13 @@ class LoadedPlugins:
 
     def record_of(self, plugin_name: str) -> PluginRecord | None:
         return next((r for r in self.records if r.name == plugin_name), None)
+
+    def mark_broken(self, plugin_name: str, reason: str, details: str = "") -> None:
+        """A plugin found broken after loading (a hook raised): its hooks are not called again."""
+        if self.manager.get_plugin(plugin_name) is not None:
+            self.manager.unregister(name=plugin_name)
+        self.records[:] = [attrs.evolve(r, status="broken", reason=reason, details=details)
+                           if r.name == plugin_name else r for r in self.records]
 
     @property
     def broken(self) -> list[PluginRecord]:
@@ -145,6 +157,42 @@ def _unknown_hook_problems(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
     return problems
 
 
+def _unmarked_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """Hook-named functions of ``plugin`` that lack ``@hookimpl``: pluggy skips them without a word."""
+    out = []
+    for name in sorted(_hook_names()):
+        value = getattr(plugin, name, None)
+        if callable(value) and pm.parse_hookimpl_opts(plugin, name) is None:
+            out.append(name)
+    return out
+
+
+def _would_register(plugin: Any, hook: str) -> str:
+    """`` (which would register sampler 'x')``: what an unmarked registration hook returns, for the message."""
+    if hook not in hook_kinds():
+        return ""
+    try:
+        names = [f"{getattr(s, 'kind', '?')} {getattr(s, 'name', s)!r}" for s in getattr(plugin, hook)() or ()]
+    except Exception:  # noqa: BLE001 - only decorates the message; the missing marker is the problem
+        return ""
+    return f" (which would register {', '.join(names)})" if names else ""
+
+
+def _registers_nothing_problem(pm: pluggy.PluginManager, plugin: Any) -> str:
+    """Why ``plugin`` would contribute nothing (``""`` when it implements at least one hook properly)."""
+    unmarked = _unmarked_hooks(pm, plugin)
+    if unmarked:
+        listed = ", ".join(f"{name}{_would_register(plugin, name)}" for name in unmarked)
+        head = "registers nothing: " if not pm.get_hookcallers(plugin) else ""
+        return (f"{head}{listed} {'is' if len(unmarked) == 1 else 'are'} defined without @hookimpl, so "
+                f"specmatch never calls {'it' if len(unmarked) == 1 else 'them'} (likely cause: the decorator was "
+                f"forgotten; add `from specmatch import hookimpl` and `@hookimpl` above each hook function)")
+    if not pm.get_hookcallers(plugin):
+        return ("registers nothing: it has no @hookimpl function (likely cause: the entry point or plugin file "
+                "names a module other than the one with the hooks)")
+    return ""
+
+
 def _module_location(obj: Any) -> str:
     try:
         return str(inspect.getfile(obj))
@@ -168,6 +216,18 @@ def _requires_problem(dist: md.Distribution) -> str:
         if req.specifier and not req.specifier.contains(Version(mine), prereleases=True):
             return f"requires specmatch{req.specifier} but specmatch {mine} is installed"
     return ""
+
+
+def _is_editable(dist: md.Distribution) -> bool:
+    """True for ``pip install -e`` (PEP 610's ``direct_url.json`` with ``dir_info.editable``)."""
+    import json
+
+    try:
+        info = json.loads(dist.read_text("direct_url.json") or "{}")
+    except (ValueError, OSError):
+        return False
+    return bool(isinstance(info, dict) and isinstance(info.get("dir_info"), dict)
+                and info["dir_info"].get("editable"))
 
 
 def _entry_points() -> list[md.EntryPoint]:
@@ -209,6 +269,9 @@ def _register(pm: pluggy.PluginManager, plugin: Any, record: PluginRecord) -> Pl
         return attrs.evolve(record, status="broken", reason=f"{type(exc).__name__}: {exc}",
                             details=traceback.format_exc())
     problems = _unknown_hook_problems(pm, plugin)
+    nothing = _registers_nothing_problem(pm, plugin)
+    if nothing:
+        problems.append(nothing)
     if problems:
         pm.unregister(plugin)
         return attrs.evolve(record, status="broken", reason="; ".join(problems))
@@ -242,7 +305,8 @@ def load_plugins(*, plugin_files: Iterable[str | Path] = (), disabled: Iterable[
             dist_version = ep.dist.version if ep.dist is not None else "?"
             nd = _norm_dist(dist_name)
             record = PluginRecord(name=f"{nd}:{ep.name}", distribution=nd, version=dist_version,
-                                  entry_point=f"{ep.name} = {ep.value}")
+                                  entry_point=f"{ep.name} = {ep.value}",
+                                  editable=_is_editable(ep.dist) if ep.dist is not None else False)
             if nd in blocked or record.name in blocked:
                 records.append(attrs.evolve(record, status="disabled", reason="blocked by the disable list"))
                 continue

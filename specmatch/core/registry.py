@@ -1,7 +1,8 @@
 """The registry: an immutable ``kind -> name -> spec`` map built from the registered plugins.
 
 Built once per command from :func:`specmatch.core.plugins.load_plugins`. Each registration hook is called
-per plugin, so a plugin whose hook raises is reported as broken without hiding the others' components.
+per plugin, so a plugin whose hook raises, or returns a spec that contradicts its own code
+(:mod:`specmatch.core.spec_checks`), is reported as broken without hiding the others' components.
 Two different specs for one ``(kind, name)`` (or alias) raise :class:`PluginConflictError` naming every
 provider; the same spec returned twice by one distribution counts once.
 """
@@ -18,6 +19,7 @@ import attrs
 from .errors import PluginConflictError, SpecmatchError
 from .plugins import LoadedPlugins, hook_kinds
 from .kinds import KINDS, SPEC_CLASSES
+from .spec_checks import SpecContractError, check_at_registration
 from .specs import PLUGIN_API, ComponentSpec, normalise_name
 
 
@@ -45,6 +47,10 @@ class Registry:
                     specs = list(result) if result is not None else []
                     for spec in specs:
                         _check_spec(spec, kind, hook_name)
+                        check_at_registration(attrs.evolve(spec, provider=record.provider))
+                except SpecContractError as exc:  # the spec contradicts its code: the message says how
+                    broken[impl.plugin_name] = (str(exc), traceback.format_exc())
+                    continue
                 except Exception as exc:
                     broken[impl.plugin_name] = (f"hook {hook_name} failed: {type(exc).__name__}: {exc}",
                                                 traceback.format_exc())

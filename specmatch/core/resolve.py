@@ -17,6 +17,7 @@ from .kinds import KIND_OF_TABLE, KINDS
 from .recipe_paths import key_tuple, rebase_params
 from .resolved import ResolvedComponent, ResolvedRecipe
 from .schema import Recipe
+from .spec_checks import check_params_defaults, lazy_reference_problems
 from .structure import check_field, fill_defaults, join, resolve_types_deep, structure
 from .toml_io import Origins
 
@@ -176,8 +177,14 @@ def resolve(raw: dict[str, Any], source: Path, registry: Any, *, origins: Origin
         if spec is None:
             problems.append(Problem(join(path, "name"), registry.unknown_message(kind, cfg.name)))
             continue
+        lazy_problems = lazy_reference_problems(spec)
+        if lazy_problems:  # a typo in the plugin: found now, not when the stage that builds it starts
+            problems += [Problem(join(path, "name"), msg) for msg in lazy_problems]
+            continue
         try:
             params_cls = spec.params_class()
+            if isinstance(spec.params, str):  # an object params class was checked at registration
+                check_params_defaults(spec, params_cls)
         except SpecmatchError as exc:
             problems.append(Problem(join(path, "params"), str(exc)))
             continue

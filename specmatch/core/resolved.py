@@ -42,13 +42,25 @@ class ResolvedRecipe:
     def component(self, path: str) -> ResolvedComponent | None:
         return self.components.get(path)
 
-    def regularizers(self) -> list[ResolvedComponent]:
-        paths = (f"regularizers[{i}]" for i in range(len(self.recipe.regularizers)))
+    def array(self, table: str) -> list[ResolvedComponent]:
+        """The components of an array table (``[[regularizers]]``), in recipe order."""
+        paths = (f"{table}[{i}]" for i in range(len(getattr(self.recipe, table))))
         return [self.components[p] for p in paths if p in self.components]
+
+    def regularizers(self) -> list[ResolvedComponent]:
+        return self.array("regularizers")
+
+    def denoiser_regularizers(self) -> list[ResolvedComponent]:
+        return self.array("denoiser_regularizers")
 
     def autoencoder_uses_teacher(self) -> bool:
         """True when a regularizer aligns the latent with the ``[alignment]`` teacher (VA-VAE's VF loss)."""
         return any("features" in comp.spec.needs for comp in self.regularizers())
+
+    def denoiser_uses_teacher(self) -> bool:
+        """True when a denoiser regularizer reads the ``[alignment]`` teacher's features (REPA)."""
+        return self.recipe.denoiser is not None and any(
+            "features" in comp.spec.needs for comp in self.denoiser_regularizers())
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved recipe: every default filled in, every params table complete."""

@@ -84,14 +84,20 @@ class AdaptiveConfig:
 
 
 @attrs.frozen(kw_only=True)
-class RegularizerConfig:
-    name: str = param(doc="registry name of the latent regularizer")
+class LossTermConfig:
+    """A registered loss term and its schedule: off before ``start_step``, ramped over ``warmup_steps``."""
+
+    name: str = param(doc="registry name of the term")
     weight: float = param(1.0, doc="loss weight (after start_step and warm-up)", ge=0)
     start_step: int = param(0, doc="the term is off before this step", ge=0)
     warmup_steps: int = param(0, doc="linear ramp from 0 to weight after start_step", ge=0)
     end_step: Optional[int] = param(None, doc="the term is off from this step on (omit: never)", ge=0)
+    params: dict[str, Any] = param(factory=dict, doc="the term's own parameters")
+
+
+@attrs.frozen(kw_only=True)
+class RegularizerConfig(LossTermConfig):
     adaptive: Optional[AdaptiveConfig] = param(None, doc="multiply by an adaptive gradient-norm factor")
-    params: dict[str, Any] = param(factory=dict, doc="the regularizer's own parameters")
 
 
 @attrs.frozen(kw_only=True)
@@ -140,6 +146,9 @@ class AutoencoderTrainConfig(OptimConfig):
 @attrs.frozen(kw_only=True)
 class DenoiserTrainConfig(OptimConfig):
     class_conditional: bool = param(False, doc="condition on dataset labels (needs a labelled dataset)")
+    class_dropout: float = param(0.1, doc="probability that a training label is replaced by the null class, "
+                                          "so the denoiser also learns the unconditional prediction that "
+                                          "classifier-free guidance needs", ge=0, le=1)
     cache_latents: bool = param(True, doc="encode the training set once (posterior mean and std, and of the "
                                           "flipped images) and sample latents from the cache each step")
 
@@ -176,23 +185,6 @@ class EvaluationConfig:
 
 
 @attrs.frozen(kw_only=True)
-class RepresentationAlignmentConfig:
-    """REPA: align the denoiser's hidden tokens with the ``[alignment]`` teacher's features of the clean image."""
-
-    weight: float = param(0.5, doc="weight of the projection loss (REPA: 0.5)", ge=0)
-    depth: int = param(8, doc="align the tokens after this denoiser block (1-based; REPA: 8)", ge=1)
-    projector: str = param("mlp", doc="'mlp': REPA's per-token 3-layer SiLU MLP; 'conv': a 3x3 conv on the "
-                                      "token grid (iREPA)", choices=("mlp", "conv"))
-    projector_width: int = param(2048, doc="hidden width of the MLP projector", ge=1, le=MAX_WIDTH)
-    target_filter: str = param("none", doc="'dog': difference-of-Gaussians band-pass on the teacher features "
-                                           "(Spectrum Matching's REPA extension)", choices=("none", "dog"))
-    dog_sigma_low: float = param(0.6, doc="DoG: sigma of the narrow Gaussian (UNVERIFIED default)", gt=0)
-    dog_kernel_low: int = param(3, doc="DoG: odd kernel size of the narrow Gaussian", ge=1)
-    dog_sigma_high: float = param(2.0, doc="DoG: sigma of the wide Gaussian (UNVERIFIED default)", gt=0)
-    dog_kernel_high: int = param(5, doc="DoG: odd kernel size of the wide Gaussian", ge=1)
-
-
-@attrs.frozen(kw_only=True)
 class Recipe:
     version: int = param(1, doc="recipe format version", choices=(1,))
     run: RunConfig = param(RunConfig(), doc="run-wide settings")
@@ -204,8 +196,8 @@ class Recipe:
     adversarial: Optional[AdversarialConfig] = param(None, doc="adversarial reconstruction term")
     alignment: Optional[ComponentConfig] = param(None, doc="the teacher regularizers/denoisers align to")
     denoiser: Optional[ComponentConfig] = param(None, doc="the latent denoiser (omit: autoencoder only)")
-    repa: Optional[RepresentationAlignmentConfig] = param(
-        None, doc="align the denoiser's hidden tokens with the [alignment] teacher (REPA; omit: off)")
+    denoiser_regularizers: tuple[LossTermConfig, ...] = param(
+        (), doc="loss terms of denoiser training (e.g. REPA), applied in order")
     objective: DefaultedComponentConfig = param(DefaultedComponentConfig(), doc="denoiser objective")
     sampler: DefaultedComponentConfig = param(DefaultedComponentConfig(), doc="sampler for generation")
     latent_stats: LatentStatsConfig = param(LatentStatsConfig(), doc="latent normalisation statistics")

@@ -40,7 +40,8 @@ class Provider:
     version: str
     plugin: str  # registration name, e.g. "specmatch-wavelet:wavelet" or "specmatch.plugins.autoencoders"
     builtin: bool = False
-    location: str = ""
+    location: str = ""  # the plugin's module file (an entry module, or the local plugin file)
+    editable: bool = False  # an editable install (pip install -e): its source may change without a new version
 
     def __str__(self) -> str:
         return f"{self.distribution} {self.version}" + (" (builtin)" if self.builtin else "")
@@ -98,7 +99,7 @@ class Facts:
 
     - autoencoder: ``latent_channels`` and ``downsample_factor`` (image side / latent side);
     - dataset: ``resolution`` (image side in pixels, a multiple of the downsampling factor);
-    - denoiser: ``depth`` (blocks that ``[repa] depth`` may tap);
+    - denoiser: ``depth``, the number of alignment taps (``tap_widths``) a denoiser regularizer may pick;
     - alignment: ``feature_dim`` and ``token_grid`` of the teacher (informational);
     - sampler: ``needs_labels``, the params key whose value needs a class-conditional denoiser (e.g.
       ``"cfg_scale"`` when it is not 1), or ``""``;
@@ -125,7 +126,9 @@ class ComponentSpec:
     ``factory(params, ctx: BuildContext)`` builds the component; ``params`` is an attrs class whose fields
     (with ``metadata={"doc": ...}``) are the recipe's ``params`` table. Both may be lazy references.
     ``default_for_kind=True`` makes it the component used when a recipe omits its kind's table (only for
-    kinds whose table may be omitted, e.g. ``[objective]``; one per kind). ``facts(params) -> Facts`` (optional, may be lazy too, must not import torch) states what ``validate``
+    kinds whose table may be omitted, e.g. ``[objective]``; one per kind). ``version`` is the component's own
+    version: change it when its behaviour changes, and the stages that use it run again instead of being
+    reused (see :mod:`specmatch.core.fingerprint`). ``facts(params) -> Facts`` (optional, may be lazy too, must not import torch) states what ``validate``
     cross-checks; it raises :class:`ParamError` for a value the factory would refuse.
     """
 
@@ -140,6 +143,7 @@ class ComponentSpec:
     provider: Provider | None = attrs.field(default=None, eq=False)
     facts: Any = None
     default_for_kind: bool = False
+    version: str = ""
 
     def params_class(self) -> type | None:
         cls = resolve_reference(self.params, what=f"{self.kind} {self.name!r} params")
@@ -223,10 +227,39 @@ class RegularizerSpec(ComponentSpec):
 @attrs.frozen(kw_only=True)
 class DenoiserSpec(ComponentSpec):
     kind: ClassVar[str] = "denoiser"
-    alignable: bool = False  # exposes hidden states for representation alignment
+    alignable: bool = False  # offers hidden states at its taps (``return_hidden_at``, ``tap_widths``)
 
     def info(self) -> dict[str, Any]:
         return {"alignable": self.alignable}
+
+
+#: What a denoiser regularizer may read besides the denoiser's prediction.
+DENOISER_REGULARIZER_NEEDS = ("hidden", "features", "images")
+
+
+def _check_denoiser_needs(instance: Any, attribute: attrs.Attribute, value: frozenset[str]) -> None:
+    unknown = set(value) - set(DENOISER_REGULARIZER_NEEDS)
+    if unknown:
+        raise ValueError(f"unknown needs {sorted(unknown)}; allowed: {list(DENOISER_REGULARIZER_NEEDS)}")
+
+
+@attrs.frozen(kw_only=True)
+class DenoiserRegularizerSpec(ComponentSpec):
+    """A loss term of denoiser training (REPA). ``needs``: ``"hidden"`` (the denoiser's hidden states at one
+    tap), ``"features"`` (the ``[alignment]`` teacher's features of the clean images), ``"images"`` (the clean
+    images). ``tap_param`` names the params key holding the 1-based tap index (``validate`` checks it against
+    the denoiser's ``depth`` fact); required when ``needs`` has ``"hidden"``."""
+
+    kind: ClassVar[str] = "denoiser_regularizer"
+    needs: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset, validator=_check_denoiser_needs)
+    tap_param: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if "hidden" in self.needs and not self.tap_param:
+            raise ValueError("needs 'hidden' but names no tap_param (the params key of the tap index)")
+
+    def info(self) -> dict[str, Any]:
+        return {"needs": sorted(self.needs), "tap_param": self.tap_param}
 
 
 @attrs.frozen(kw_only=True)

@@ -1,7 +1,9 @@
 """Reading recipe TOML: UTF-8 text with a nesting limit, files with user-facing errors, and ``extends``.
 
 ``extends = "base.toml"`` chains are followed (paths relative to the file that names them); tables merge key by
-key, any other value (arrays included) replaces. Each value's origin (the folder of the file that set it) is
+key, any other value (arrays included) replaces. One exception: a component table (``[denoiser]``,
+``[sampler]``, ...) whose ``name`` the extending file changes does not inherit the base's ``params``, which
+belong to the other component. Each value's origin (the folder of the file that set it) is
 kept, so relative paths a base wrote can be rebased (:mod:`specmatch.core.recipe_paths`).
 """
 
@@ -120,4 +122,27 @@ def with_extends(path: Path, data: dict[str, Any],
     if base is None:
         return data, own, problems
     base, origins, problems = with_extends(base_path, base, chain + (base_path,))
+    for table in _switched_components(base, data):
+        del base[table]["params"]
+        origins = {k: v for k, v in origins.items() if k[:2] != (table, "params")}
     return deep_merge(base, data), {**origins, **own}, problems
+
+
+def _switched_components(base: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    """Single component tables (``[denoiser]``, ``[sampler]``, ...) where ``data`` names another component than
+    ``base`` does and ``base`` has ``params``: those params are the other component's, so they are dropped.
+    Arrays of tables (``[[regularizers]]``) are replaced whole anyway."""
+    from .kinds import KINDS
+    from .specs import normalise_name
+
+    out = []
+    for kind in KINDS.values():
+        if kind.array:
+            continue
+        mine, theirs = data.get(kind.table), base.get(kind.table)
+        if not (isinstance(mine, dict) and isinstance(theirs, dict) and "params" in theirs):
+            continue
+        new, old = mine.get("name"), theirs.get("name")
+        if isinstance(new, str) and isinstance(old, str) and normalise_name(new) != normalise_name(old):
+            out.append(kind.table)
+    return out

@@ -48,6 +48,7 @@ from torch.utils.data import Dataset
 from specmatch.core.errors import DataError
 from specmatch.data.image_file import load_rgb
 from specmatch.data.transforms import (
+    EpochAugmented,
     check_probability,
     check_resolution,
     check_seed_and_epoch,
@@ -146,7 +147,7 @@ def sample_crop_boxes(photo: Image.Image, name: str, count: int, resolution: int
     return boxes
 
 
-class DemoPhotosDataset(Dataset):
+class DemoPhotosDataset(EpochAugmented, Dataset):
     """Crops of bundled photos as ``(image, 0)``: image float32 (3, R, R) in [-1, 1]; unlabelled.
 
     Args:
@@ -214,11 +215,6 @@ class DemoPhotosDataset(Dataset):
     def preflight(self, full: bool = False) -> list:
         """Nothing left to check: the photos are read when the dataset is built (see ``specmatch.data.check``)."""
         return []
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the flips of epoch ``epoch`` (call at the start of every epoch)."""
-        check_seed_and_epoch(self.seed, epoch)
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.crop_boxes)

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from specmatch.core.errors import DataError
 from specmatch.data.transforms import (
+    EpochAugmented,
     check_probability,
     check_resolution,
     check_seed_and_epoch,
@@ -68,7 +69,7 @@ def _find_file(root: Path, stem: str) -> Path | None:
     return None
 
 
-class FashionMNISTDataset(Dataset):
+class FashionMNISTDataset(EpochAugmented, Dataset):
     """Fashion-MNIST as ``(image, label)``: image float32 (3, R, R) in [-1, 1], label in 0..9.
 
     Args:
@@ -125,11 +126,6 @@ class FashionMNISTDataset(Dataset):
     def preflight(self, full: bool = False) -> list:
         """Nothing left to check: the idx files are read and validated when the dataset is built (see ``specmatch.data.check``)."""
         return []
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the flips of epoch ``epoch`` (call at the start of every epoch)."""
-        check_seed_and_epoch(self.seed, epoch)
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.images)

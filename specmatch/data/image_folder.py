@@ -42,6 +42,7 @@ from specmatch.core.errors import DataError, Problem
 from specmatch.data.check import image_files_preflight
 from specmatch.data.image_file import load_rgb
 from specmatch.data.transforms import (
+    EpochAugmented,
     center_crop_arr,
     check_probability,
     check_resolution,
@@ -83,7 +84,7 @@ def _path_hash(relative: str) -> str:
     return hashlib.sha256(relative.encode("utf-8")).hexdigest()
 
 
-class ImageFolderDataset(Dataset):
+class ImageFolderDataset(EpochAugmented, Dataset):
     """Images from a folder as ``(image, label)``: image float32 (3, R, R) in [-1, 1], label an int.
 
     Args:
@@ -177,11 +178,6 @@ class ImageFolderDataset(Dataset):
 
         self.files = [all_files[i] for i in keep]
         self.labels = [class_index[relative[i].split("/", 1)[0]] if self.classes else 0 for i in keep]
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the random crops and flips of epoch ``epoch`` (call at the start of every epoch)."""
-        check_seed_and_epoch(self.seed, epoch)
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.files)

@@ -44,6 +44,19 @@ def check_seed_and_epoch(seed: int, epoch: int = 0) -> None:
         raise DataError(f"epoch must be a non-negative integer, got {epoch}")
 
 
+class EpochAugmented:
+    """Mixin of datasets whose augmentation is drawn from (seed, epoch, index): the engine calls
+    ``set_epoch`` on a shallow copy at the start of every epoch (see docs/plugins.md, datasets)."""
+
+    seed: int
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation of epoch ``epoch``."""
+        check_seed_and_epoch(self.seed, epoch)
+        self.epoch = int(epoch)
+
+
 def check_probability(name: str, p: float) -> float:
     if not 0.0 <= float(p) <= 1.0:
         raise DataError(f"{name} must be a probability in [0, 1], got {p}")

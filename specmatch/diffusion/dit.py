@@ -17,8 +17,8 @@ DiT's discrete-step range) before the sinusoidal embedding, so the sinusoid's fr
 range they were designed for. Note that SiT and REPA feed the raw t in [0, 1] (``time_scale=1``).
 
 Class labels: with ``num_classes > 0`` the label table has one extra row, index ``num_classes``, the "null"
-class used for classifier-free guidance. During training each label is replaced by the null class with
-probability ``class_dropout``.
+class used for classifier-free guidance. The engine replaces training labels by the null class
+(``[train.denoiser] class_dropout``); the network never drops labels itself.
 """
 
 from __future__ import annotations
@@ -180,7 +180,6 @@ class DiT(nn.Module):
         mlp_ratio: MLP hidden width / D.
         num_classes: 0 for an unconditional model; otherwise labels are 0..num_classes-1 and index
             ``num_classes`` is the null class.
-        class_dropout: probability of replacing a label by the null class, in training mode only.
         learn_sigma: predict 2C channels as DiT does (the second half, a variance, is discarded); only
             useful for loading checkpoints with that layout.
         time_scale: factor applied to t before the sinusoidal embedding (1000; SiT/REPA use 1).
@@ -188,18 +187,17 @@ class DiT(nn.Module):
 
     def __init__(self, *, input_size: int, in_channels: int, patch_size: int = 2, hidden_size: int = 384,
                  depth: int = 12, num_heads: int = 6, mlp_ratio: float = 4.0, num_classes: int = 0,
-                 class_dropout: float = 0.1, learn_sigma: bool = False, time_scale: float = 1000.0):
+                 learn_sigma: bool = False, time_scale: float = 1000.0):
         super().__init__()
         _check_config(input_size=input_size, in_channels=in_channels, patch_size=patch_size,
                       hidden_size=hidden_size, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                      num_classes=num_classes, class_dropout=class_dropout)
+                      num_classes=num_classes)
         self.input_size = input_size
         self.in_channels = in_channels
         self.out_channels = 2 * in_channels if learn_sigma else in_channels
         self.patch_size = patch_size
         self.num_heads = num_heads
         self.num_classes = num_classes
-        self.class_dropout = class_dropout
         self.learn_sigma = learn_sigma
         self._hidden_size = hidden_size
         self._grid_size = input_size // patch_size
@@ -232,6 +230,11 @@ class DiT(nn.Module):
     def depth(self) -> int:
         """Number of transformer blocks."""
         return len(self.blocks)
+
+    @property
+    def tap_widths(self) -> tuple[int, ...]:
+        """Width of each alignment tap: the tokens after block k = 1..depth, all ``hidden_size`` wide."""
+        return (self._hidden_size,) * len(self.blocks)
 
     @property
     def null_class(self) -> int | None:
@@ -267,20 +270,6 @@ class DiT(nn.Module):
         nn.init.zeros_(self.final_layer.linear.weight)
         nn.init.zeros_(self.final_layer.linear.bias)
 
-    # -- labels -----------------------------------------------------------------------------------------
-
-    def drop_labels(self, y: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
-        """Replace each label by the null class with probability ``class_dropout``, in training mode only.
-
-        Returns ``y`` unchanged in eval mode, for unconditional models, or when ``class_dropout`` is 0.
-        ``generator`` (optional) makes the draw reproducible; it may live on another device than ``y``.
-        """
-        if not self.training or self.num_classes == 0 or self.class_dropout == 0:
-            return y
-        gen_device = generator.device if generator is not None else y.device
-        draws = torch.rand(y.shape, generator=generator, device=gen_device).to(y.device)
-        return torch.where(draws < self.class_dropout, torch.full_like(y, self.num_classes), y)
-
     def _condition(self, t: Tensor, y: Tensor | None, batch: int) -> Tensor:
         """Conditioning vector c (B, D) = time embedding + label embedding."""
         if t.ndim == 0:
@@ -297,7 +286,7 @@ class DiT(nn.Module):
             y = torch.full((batch,), self.num_classes, dtype=torch.long, device=c.device)
         elif y.shape != (batch,):
             raise ValueError(f"y must have shape ({batch},), got {tuple(y.shape)}")
-        return c + self.y_embedder(self.drop_labels(y))
+        return c + self.y_embedder(y)
 
     # -- forward ----------------------------------------------------------------------------------------
 
@@ -345,7 +334,7 @@ class DiT(nn.Module):
 
 
 def _check_config(*, input_size: int, in_channels: int, patch_size: int, hidden_size: int, depth: int,
-                  num_heads: int, mlp_ratio: float, num_classes: int, class_dropout: float) -> None:
+                  num_heads: int, mlp_ratio: float, num_classes: int) -> None:
     """Raise ValueError naming the first inconsistent DiT setting."""
     for name, value in (("input_size", input_size), ("in_channels", in_channels), ("patch_size", patch_size),
                         ("hidden_size", hidden_size), ("depth", depth), ("num_heads", num_heads)):
@@ -361,8 +350,6 @@ def _check_config(*, input_size: int, in_channels: int, patch_size: int, hidden_
         raise ValueError(f"mlp_ratio must be positive, got {mlp_ratio}")
     if not isinstance(num_classes, int) or num_classes < 0:
         raise ValueError(f"num_classes must be an integer >= 0 (0 = unconditional), got {num_classes!r}")
-    if not 0.0 <= class_dropout <= 1.0:
-        raise ValueError(f"class_dropout must be in [0, 1], got {class_dropout}")
 
 
 # ---------------------------------------------------------------------------------------------------------

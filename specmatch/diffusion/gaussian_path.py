@@ -23,15 +23,17 @@ PREDICTIONS = ("velocity", "noise", "x0", "v")
 def random_normal(shape: tuple[int, ...] | torch.Size, *, device: torch.device | str, dtype: torch.dtype,
                   generator: torch.Generator | None = None) -> Tensor:
     """Standard-normal tensor on ``device``, drawn with ``generator`` on the generator's own device."""
-    draw_device = generator.device if generator is not None else device
-    return torch.randn(tuple(shape), generator=generator, device=draw_device, dtype=dtype).to(device)
+    from specmatch.nn import batch_noise  # the same rows however the batch is split over processes
+
+    return batch_noise.randn(shape, generator=generator, device=device, dtype=dtype)
 
 
 def random_uniform(shape: tuple[int, ...] | torch.Size, *, device: torch.device | str, dtype: torch.dtype,
                    generator: torch.Generator | None = None) -> Tensor:
     """U[0, 1) tensor on ``device``, drawn with ``generator`` on the generator's own device."""
-    draw_device = generator.device if generator is not None else device
-    return torch.rand(tuple(shape), generator=generator, device=draw_device, dtype=dtype).to(device)
+    from specmatch.nn import batch_noise
+
+    return batch_noise.rand(shape, generator=generator, device=device, dtype=dtype)
 
 
 def broadcast_time(t: Tensor | float, like: Tensor) -> Tensor:

@@ -23,6 +23,7 @@ from torch import nn
 from specmatch.core.components import PairContext, RegularizerInputs
 from specmatch.core.specs import default_adaptive_layer
 
+from .contracts import check_pair_output, check_regularizer_loss
 from .schedule import term_weight
 
 
@@ -35,6 +36,7 @@ class RegularizerSlot:
     needs: frozenset
     transforms_pair: bool
     index: int
+    provider: Any = None  # the spec's Provider, named in contract errors
 
 
 def _reference_param(autoencoder: nn.Module, layer: str) -> torch.Tensor:
@@ -91,7 +93,7 @@ class AutoencoderObjective(nn.Module):
                           downsample_factor=ae.downsample_factor, encode=ae.encode)
         for slot, reg, _ in active:
             if slot.transforms_pair:
-                z_dec, target = reg.transform_pair(z_dec, target, ctx)
+                z_dec, target = check_pair_output(slot.name, reg.transform_pair(z_dec, target, ctx), slot.provider)
         return posterior, z, z_dec, target, ae.decode(z_dec)
 
     @torch.no_grad()
@@ -138,6 +140,7 @@ class AutoencoderObjective(nn.Module):
             value, extra = (out if isinstance(out, tuple) else (out, {}))
             if value is None:
                 continue
+            check_regularizer_loss(slot.name, value, slot.provider)
             factor = torch.ones((), device=value.device)
             if slot.config.adaptive is not None and training:
                 cfg = slot.config.adaptive

@@ -36,21 +36,33 @@ class LatentNormalizer(nn.Module):
 @torch.no_grad()
 def compute_latent_stats(accelerator, autoencoder: nn.Module, dataset, *, images: int, flips: bool, mode: str,
                          subtract_mean: bool, batch_size: int, seed: int) -> dict[str, torch.Tensor]:
-    """Sharded over processes: per-channel sums are all-reduced, then turned into mean and std."""
+    """Sharded over processes: per-channel sums are all-reduced, then turned into mean and std.
+
+    ``batch_size`` images form one global batch; each process encodes a contiguous part of it, with the
+    posterior noise of the whole batch drawn from a generator seeded per (batch, view) and each process
+    keeping its rows, so the statistics do not depend on the number of processes (up to float sums).
+    """
+    from specmatch.nn.batch_noise import batch_rows
+
     from .runtime import derive_seed
 
     n = min(images, len(dataset))
-    indices = list(range(accelerator.process_index, n, accelerator.num_processes))
+    rank, world = accelerator.process_index, accelerator.num_processes
     device = accelerator.device
     c = autoencoder.latent_channels
     sums = torch.zeros(3, c, dtype=torch.float64, device=device)  # count, sum, sum of squares per channel
-    gen = torch.Generator(device=device if device.type != "cpu" else "cpu").manual_seed(
-        derive_seed(seed, "latent_stats", accelerator.process_index))
-    for start in range(0, len(indices), batch_size):
-        batch = torch.stack([dataset[i][0] for i in indices[start:start + batch_size]]).to(device)
+    gen = torch.Generator(device=device)
+    for batch_index, start in enumerate(range(0, n, batch_size)):
+        size = min(batch_size, n - start)
+        part = torch.arange(start, start + size).tensor_split(world)[rank]
+        if len(part) == 0:
+            continue
+        batch = torch.stack([dataset[int(i)][0] for i in part]).to(device)
         views = [batch, batch.flip(-1)] if flips else [batch]
-        for view in views:
-            z = autoencoder.encode(view).sample(gen).double()
+        for view_index, view in enumerate(views):
+            gen.manual_seed(derive_seed(seed, "latent_stats", batch_index, view_index))
+            with batch_rows(int(part[0]) - start, size):
+                z = autoencoder.encode(view).sample(gen).double()
             sums[0] += z[:, 0].numel()
             sums[1] += z.sum(dim=(0, 2, 3))
             sums[2] += z.pow(2).sum(dim=(0, 2, 3))

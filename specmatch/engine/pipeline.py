@@ -16,6 +16,7 @@ from specmatch.core.plan import Plan
 from specmatch.core.recipe import ResolvedRecipe
 
 from . import report
+from .contracts import resolve_factories
 from .logs import run_log
 from .run_context import RunContext
 from .run_lock import RunLock
@@ -59,6 +60,7 @@ def run_stages(run: RunContext) -> dict[str, Any]:
         run.layout.recipe.write_text(run.resolved.to_toml(header=_provenance(run.resolved)))
     if recipe.run.trackers:
         acc.init_trackers(recipe.run.name, config={"recipe_hash": run.resolved.section_hash()})
+    resolve_factories(run.resolved)  # a lazy factory's typo fails now, not after the stages before it
     train_set, test_set = build_datasets(run)
     autoencoder = autoencoder_stage(run, train_set, test_set).model
     stats = latent_stats_stage(run, autoencoder, train_set, test_set)

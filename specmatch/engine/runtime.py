@@ -55,16 +55,18 @@ def derive_seed(*parts: Any) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def step_generators(seed: int, stage: str, step: int, rank: int, device: torch.device):
-    """(control_generator, noise_generator) for one step.
+def step_generators(seed: int, stage: str, step: int, device: torch.device):
+    """(control_generator, noise_generator) for one step, the same on every process.
 
     Control draws (which DSM level, which EQ-VAE transform) come from a CPU generator, noise (posterior
     samples, diffusion noise) from one on the model's device. They are seeded separately, so the same recipe
     draws the same controls on CPU and GPU, and the engine can replay the control stream for every
-    micro-batch of one optimizer step without repeating the noise.
+    micro-batch of one optimizer step without repeating the noise. Neither depends on the process: controls
+    are per global batch, and noise is drawn for the global batch with each process keeping its rows
+    (``specmatch.nn.batch_noise``), so the number of processes does not change what a run trains on.
     """
-    control = torch.Generator().manual_seed(derive_seed(seed, stage, step, rank, "control"))
-    noise = torch.Generator(device=device).manual_seed(derive_seed(seed, stage, step, rank, "noise"))
+    control = torch.Generator().manual_seed(derive_seed(seed, stage, step, "control"))
+    noise = torch.Generator(device=device).manual_seed(derive_seed(seed, stage, step, "noise"))
     return control, noise
 
 

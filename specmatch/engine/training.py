@@ -21,6 +21,7 @@ from torch import nn
 
 from specmatch.core.errors import SpecmatchError
 from specmatch.core.layout import CHECKPOINTS, EMA_FILE, MODEL_FILE
+from specmatch.nn.batch_noise import batch_rows
 
 from .checkpoint import CheckpointState, DamagedFile, atomic_write, checkpoint_candidates, load_checkpoint, \
     mark_stage_complete, no_space_message, save_checkpoint, save_weights
@@ -261,9 +262,11 @@ class StageTrainer:
         with torch.random.fork_rng(devices=[]):  # starting a loader draws a seed from the global RNG, which
             batches = iter(loader)                # would shift dropout after a resume (restored RNG, new loader)
         t0 = time.perf_counter()
+        first_row, rows = acc.process_index * self.cfg.batch_size, world * self.cfg.batch_size
         for step, batch in zip(range(start, total), batches):
-            cpu_gen, dev_gen = step_generators(self.seed, self.name, step, acc.process_index, acc.device)
-            logs = step_fn(batch, step, cpu_gen, dev_gen)
+            cpu_gen, dev_gen = step_generators(self.seed, self.name, step, acc.device)
+            with batch_rows(first_row, rows):  # every process draws the global batch's noise and keeps its rows (nn/batch_noise.py)
+                logs = step_fn(batch, step, cpu_gen, dev_gen)
             self.step = step + 1
             if (step + 1) % self.log_every == 0 or step + 1 == total:
                 logs["time/step_seconds"] = (time.perf_counter() - t0) / max(1, step + 1 - start)

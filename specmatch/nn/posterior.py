@@ -18,11 +18,6 @@ LOGVAR_MIN = -30.0
 LOGVAR_MAX = 20.0
 
 
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    """True when ``a`` and ``b`` name the same device (an unset index matches any index of that type)."""
-    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
-
-
 def standard_normal_like(reference: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Standard-normal noise with the shape, device and dtype of ``reference``.
 
@@ -30,10 +25,9 @@ def standard_normal_like(reference: Tensor, generator: torch.Generator | None = 
     on CUDA, which ``torch.randn`` refuses), the noise is drawn on the generator's device and then moved.
     This keeps samples reproducible from the generator's seed alone, at the cost of a host-device copy.
     """
-    if generator is None or _same_device(generator.device, reference.device):
-        return torch.randn(reference.shape, generator=generator, device=reference.device, dtype=reference.dtype)
-    noise = torch.randn(reference.shape, generator=generator, device=generator.device, dtype=reference.dtype)
-    return noise.to(reference.device)
+    from .batch_noise import randn  # batch-leading: the same rows however the batch is split over processes
+
+    return randn(reference.shape, generator=generator, device=reference.device, dtype=reference.dtype)
 
 
 class DiagonalGaussian:

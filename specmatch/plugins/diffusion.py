@@ -26,7 +26,6 @@ class DiTParams:
     depth: Optional[int] = param(None, doc="transformer blocks", ge=1, le=1024)
     num_heads: Optional[int] = param(None, doc="attention heads", ge=1, le=1024)
     mlp_ratio: Optional[float] = param(None, doc="MLP width / token width", gt=0, le=64)
-    class_dropout: float = param(0.1, doc="label dropout for classifier-free guidance", ge=0, le=1)
 
 
 def _dit_size(params: DiTParams) -> dict:
@@ -36,7 +35,7 @@ def _dit_size(params: DiTParams) -> dict:
 
 
 def dit_facts(params: DiTParams) -> Facts:
-    """Depth for [repa]; the width rules and the patch grid DiT checks when it is built."""
+    """Depth (the alignment taps); the width rules and the patch grid DiT checks when it is built."""
     size = _dit_size(params)
     key = "hidden_size" if params.hidden_size is not None else "num_heads"
     if size["hidden_size"] % size["num_heads"]:
@@ -63,7 +62,7 @@ def build_dit(params: DiTParams, ctx):
     overrides = {k: getattr(params, k) for k in ("hidden_size", "depth", "num_heads", "mlp_ratio")
                  if getattr(params, k) is not None}
     return _build(params.preset, input_size=h, in_channels=c, patch_size=params.patch_size,
-                  num_classes=ctx.upstream.get("num_classes", 0), class_dropout=params.class_dropout, **overrides)
+                  num_classes=ctx.upstream.get("num_classes", 0), **overrides)
 
 
 @attrs.frozen(kw_only=True)

@@ -8,12 +8,14 @@ import torch
 
 from specmatch.alignment.dog import dog_filter
 from specmatch.alignment.repa import (
-    AlignedDenoiser,
+    RepaParams,
+    RepresentationAlignment,
     TokenProjector,
     alignment_targets,
     negative_cosine,
     resample_grid,
 )
+from specmatch.core.components import DenoiserRegularizerInputs
 from specmatch.diffusion.dit import build_dit
 
 
@@ -91,22 +93,40 @@ def test_projectors():
     grid = tokens.transpose(1, 2).reshape(2, 8, 4, 4)
     manual = torch.nn.functional.conv2d(grid, conv.net.weight, conv.net.bias, padding=1)
     assert torch.allclose(conv(tokens), manual.flatten(2).transpose(1, 2), atol=1e-6)
-    with pytest.raises(ValueError, match="square"):
+    with pytest.raises(ValueError, match="grid"):
         conv(torch.randn(1, 12, 8))
+    rect = torch.randn(2, 8, 3, 5)  # a non-square map is projected on its own grid
+    manual = torch.nn.functional.conv2d(rect, conv.net.weight, conv.net.bias, padding=1)
+    assert torch.allclose(conv(rect.flatten(2).transpose(1, 2), (3, 5)), manual.flatten(2).transpose(1, 2),
+                          atol=1e-6)
 
 
 def test_the_alignment_loss_trains_only_blocks_up_to_depth():
     torch.manual_seed(0)
     dit = build_dit("dit-micro", input_size=8, in_channels=4, patch_size=2)  # 2 blocks, 16 tokens
-    aligned = AlignedDenoiser(dit, TokenProjector("mlp", dit.hidden_size, 6, width=16), depth=1)
+    term = RepresentationAlignment(RepaParams(depth=1, projector_width=16), dit.tap_widths[0], 6)
     x, t = torch.randn(2, 4, 8, 8), torch.rand(2)
-    velocity, projected = aligned(x, t)
-    assert torch.equal(velocity, dit(x, t))  # the velocity is the plain denoiser's
-    assert projected.shape == (2, 16, 6)
-    negative_cosine(projected, torch.randn(2, 16, 6)).backward()
+    velocity, hidden = dit(x, t, return_hidden_at=1)
+    assert torch.equal(velocity, dit(x, t))  # the prediction is the plain denoiser's
+    loss = term.loss(DenoiserRegularizerInputs(x0=x, t=t, step=0, hidden=hidden, features=torch.randn(2, 6, 4, 4)))
+    loss.backward()
     grad = {name: p.grad for name, p in dit.named_parameters()}
     assert grad["x_embedder.proj.weight"].abs().sum() > 0
     assert any(g is not None and g.abs().sum() > 0 for n, g in grad.items() if n.startswith("blocks.0."))
     # block 2 and the output layer come after the tap: the alignment loss cannot reach them
     assert all(g is None or g.abs().sum() == 0 for n, g in grad.items()
                if n.startswith(("blocks.1.", "final_layer.")))
+    assert all(p.grad is not None for p in term.parameters())
+
+
+def test_a_feature_map_tap_aligns_like_the_same_tokens():
+    """A U-Net offers maps (B, D, gh, gw); they are read as row-major tokens, so both forms give one loss."""
+    torch.manual_seed(0)
+    term = RepresentationAlignment(RepaParams(projector="conv"), 5, 7)
+    hidden_map, features = torch.randn(2, 5, 4, 4), torch.randn(2, 7, 8, 8)
+    tokens = hidden_map.flatten(2).transpose(1, 2)
+    as_map = term.loss(DenoiserRegularizerInputs(x0=hidden_map, t=None, step=0, hidden=hidden_map,
+                                                 features=features))
+    as_tokens = term.loss(DenoiserRegularizerInputs(x0=hidden_map, t=None, step=0, hidden=tokens,
+                                                    features=features))
+    torch.testing.assert_close(as_map, as_tokens)

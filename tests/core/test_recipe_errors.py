@@ -80,7 +80,8 @@ def test_unknown_top_level_key(tmp_path):
     result, path = validate(tmp_path, "epochs = 3\n" + BASE)
     assert_invalid(result, path, "epochs: unexpected key 'epochs' (allowed: version, run, plugins, data, "
                                  "autoencoder, regularizers, perceptual, adversarial, alignment, denoiser, "
-                                 "repa, objective, sampler, latent_stats, train, evaluation)")
+                                 "denoiser_regularizers, objective, sampler, latent_stats, train, "
+                                 "evaluation)")
 
 
 def test_unknown_nested_key_lists_the_allowed_keys(tmp_path):

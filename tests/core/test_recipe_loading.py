@@ -60,8 +60,9 @@ start_step = 10
 name = "dit"
 params = { preset = "dit-micro" }
 
-[repa]
-depth = 1
+[[denoiser_regularizers]]
+name = "repa"
+params = { depth = 1 }
 
 [train.denoiser]
 steps = 7

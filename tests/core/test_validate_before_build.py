@@ -10,6 +10,7 @@ import attrs
 import pytest
 
 from specmatch.core.errors import ParamError, RecipeError, SpecmatchError
+from specmatch.core.kinds import KINDS
 from specmatch.core.recipe import load_recipe
 from specmatch.core.session import get_registry
 
@@ -17,9 +18,6 @@ from specmatch.core.session import get_registry
 BAD_NUMBERS = (0, -1, 3, 1e-300, math.nan, math.inf, 10**6)
 #: (resolution, autoencoder preset): latent sides 8, 4, 12
 GEOMETRIES = ((16, "micro-f2d4"), (16, "tiny-f4d4"), (24, "micro-f2d4"))
-TABLE = {"dataset": "data", "autoencoder": "autoencoder", "regularizer": "regularizers", "denoiser": "denoiser",
-         "alignment": "alignment", "objective": "objective", "sampler": "sampler", "perceptual": "perceptual",
-         "discriminator": "adversarial"}
 #: components whose build needs packages or weights this machine may not have (checked by file facts)
 NEEDS_EXTERNAL = {("alignment", "timm"), ("alignment", "stlpips-alex"), ("perceptual", "stlpips"),
                   ("perceptual", "lpips")}
@@ -32,14 +30,13 @@ def _recipe(kind: str, name: str, params: dict, resolution: int, preset: str) ->
             "autoencoder": {"name": "sdvae", "params": {"preset": preset}},
             "denoiser": {"name": "dit", "params": {"preset": "dit-micro"}}}
     table = {"name": name, "params": params}
-    if kind == "regularizer":
-        data["regularizers"] = [table]
-    else:
-        data[TABLE[kind]] = table
-    if kind == "regularizer" and name == "vavae":
+    data[KINDS[kind].table] = [table] if KINDS[kind].array else table
+    if (kind, name) in (("regularizer", "vavae"), ("denoiser_regularizer", "repa")):
         data["alignment"] = {"name": "stlpips-alex"}
     if kind == "objective":  # a sampler that works with every objective (the default one integrates dx/dt)
         data["sampler"] = {"name": "ddim"}
+    if kind == "denoiser_regularizer":  # deep enough for the default tap (REPA: 8)
+        data["denoiser"]["params"]["depth"] = 8
     return tomli_w.dumps(data)
 
 
@@ -68,7 +65,9 @@ def _fake_upstream(resolved):
     comp = resolved.component("autoencoder")
     facts = comp.spec.facts_for(comp.params)
     side = resolved.component("data").params.resolution // facts.downsample_factor
-    return {"latent_shape": (facts.latent_channels, side, side), "num_classes": 0,
+    den = resolved.component("denoiser")
+    taps = den.spec.facts_for(den.params).depth
+    return {"denoiser": types.SimpleNamespace(tap_widths=(32,) * taps),"latent_shape": (facts.latent_channels, side, side), "num_classes": 0,
             "autoencoder": types.SimpleNamespace(latent_channels=facts.latent_channels,
                                                  downsample_factor=facts.downsample_factor),
             "alignment": types.SimpleNamespace(feature_dim=64)}

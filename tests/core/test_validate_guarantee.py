@@ -49,10 +49,11 @@ def cli(tmp_path: Path, text: str, *args: str, raw: bytes | None = None):
     ("regularizers[0].adaptive={}", "regularizers[0].adaptive.layer"),
     ('regularizers[0].adaptive={ layer = "encoder.last", max = 1e40 }', "regularizers[0].adaptive.max"),
     ("denoiser.params.patch_size=3", "denoiser.params.patch_size"),
-    ("repa.depth=3", "repa.depth"),
+    ("denoiser_regularizers[0].params.depth=3", "denoiser_regularizers[0].params.depth"),
     ("sampler.params={ cfg_scale = 2.0 }", "sampler.params.cfg_scale"),
     ('run.trackers=["wandb"]', "run.trackers[0]"),
-    ("repa.projector_width=2147483648", "repa.projector_width"),
+    ("denoiser_regularizers[0].params.projector_width=2147483648",
+     "denoiser_regularizers[0].params.projector_width"),
     ("train.autoencoder.batch_size=100000000000", "train.autoencoder.batch_size"),
     ("regularizers[1].params.delta=nan", "regularizers[1].params.delta"),
     ("train.autoencoder.lr=inf", "train.autoencoder.lr"),
@@ -60,7 +61,8 @@ def cli(tmp_path: Path, text: str, *args: str, raw: bytes | None = None):
 ])
 def test_validate_refuses_what_the_run_would(tmp_path, override, key):
     recipe = DENOISED + ('[[regularizers]]\nname = "kl"\n[[regularizers]]\nname = "esm"\n'
-                         '[alignment]\nname = "stlpips-alex"\n[repa]\ndepth = 1\n')
+                         '[alignment]\nname = "stlpips-alex"\n'
+                         '[[denoiser_regularizers]]\nname = "repa"\nparams = { depth = 1 }\n')
     assert problems(tmp_path, recipe) == []
     found = problems(tmp_path, recipe, override)
     assert any(p.startswith(key + ":") for p in found), found
@@ -106,7 +108,7 @@ def test_dsm_block_check_uses_autoencoder_facts_not_its_name(tmp_path):
         "    factor: int = param(4, doc='downsampling', ge=1)\n"
         "@hookimpl\n"
         "def specmatch_autoencoders():\n"
-        "    yield AutoencoderSpec(name='my-ae', factory='x:y', params=P,\n"
+        "    yield AutoencoderSpec(name='my-ae', factory=lambda params, ctx: None, params=P,\n"
         "                          facts=lambda p: Facts(latent_channels=4, downsample_factor=p.factor))\n",
         encoding="utf-8")
     recipe = ('[data]\nname = "demo-photos"\nparams = { resolution = 32 }\n[autoencoder]\nname = "my-ae"\n'
@@ -296,7 +298,8 @@ def test_validate_imports_no_torch(tmp_path):
     path = tmp_path / "r.toml"
     path.write_text(DENOISED + '[[regularizers]]\nname = "dsm"\nparams = { block_size = 4 }\n'
                                '[alignment]\nname = "timm"\nparams = { weights = "w.safetensors" }\n'
-                               '[repa]\ndepth = 1\n', encoding="utf-8")
+                               '[[denoiser_regularizers]]\nname = "repa"\nparams = { depth = 1 }\n',
+                    encoding="utf-8")
     code = ("import sys\nfrom specmatch.cli import main\n"
             "try:\n    main(['validate', sys.argv[1]])\nexcept SystemExit:\n    pass\n"
             "print('TORCH' if 'torch' in sys.modules else 'NOTORCH')\n")

@@ -71,7 +71,7 @@ def test_adaln_zero_init_outputs_exact_zero():
 
 def test_class_conditioning_changes_output_after_training():
     torch.manual_seed(0)
-    model = micro(num_classes=3, class_dropout=0.0)
+    model = micro(num_classes=3)
     x = torch.randn(2, 4, 8, 8)
     t = torch.full((2,), 0.5)
     model.eval()
@@ -83,43 +83,32 @@ def test_class_conditioning_changes_output_after_training():
     assert after.abs().max() > 1e-3
 
 
-def test_label_dropout_rate_in_train_mode_only():
-    model = micro(num_classes=10, class_dropout=0.1)
-    y = torch.randint(0, 10, (20000,), generator=torch.Generator().manual_seed(1))
-    model.train()
-    dropped = model.drop_labels(y, generator=torch.Generator().manual_seed(2))
-    replaced = dropped != y
-    rate = replaced.float().mean().item()
-    # Binomial(20000, 0.1): std of the rate is 0.0021; allow 5 standard deviations.
-    assert abs(rate - 0.1) < 0.0106
-    assert torch.all(dropped[replaced] == 10)  # replaced by the null class, nothing else
-    assert torch.equal(dropped[~replaced], y[~replaced])
-    # Same seed, same draw.
-    assert torch.equal(dropped, model.drop_labels(y, generator=torch.Generator().manual_seed(2)))
-    model.eval()
-    assert torch.equal(model.drop_labels(y, generator=torch.Generator().manual_seed(2)), y)
-
-
-def test_forward_uses_label_dropout_in_train_mode():
+def test_the_network_never_drops_labels_and_none_means_the_null_class():
     torch.manual_seed(0)
-    model = micro(num_classes=3, class_dropout=1.0)
-    train_a_little(model, 5, labels=True)  # dropout 1: trains the null row only, but moves the layers
+    model = micro(num_classes=3)
+    train_a_little(model, 5, labels=True)
     with torch.no_grad():
         model.y_embedder.weight.normal_()  # make every label's embedding distinct
     x, t, y = torch.randn(2, 4, 8, 8), torch.rand(2), torch.tensor([0, 2])
-    model.train()
-    train_out = model(x, t, y)
-    model.eval()
-    torch.testing.assert_close(train_out, model(x, t, torch.tensor([3, 3])))  # all replaced by null
-    torch.testing.assert_close(train_out, model(x, t))  # y=None means the null class
-    assert (model(x, t, y) - train_out).abs().max() > 1e-4  # eval mode keeps the labels
+    train_out = model.train()(x, t, y)
+    eval_out = model.eval()(x, t, y)
+    torch.testing.assert_close(train_out, eval_out)  # label dropout is the engine's, not the network's
+    torch.testing.assert_close(model(x, t), model(x, t, torch.tensor([3, 3])))  # y=None is the null class
+    assert (model(x, t) - eval_out).abs().max() > 1e-4
 
 
-def test_unconditional_model_never_drops():
+def test_unconditional_model_refuses_labels():
     model = micro(num_classes=0)
     assert model.y_embedder is None and model.null_class is None
-    y = torch.arange(5)
-    assert torch.equal(model.train().drop_labels(y), y)
+    with pytest.raises(ValueError, match="unconditional"):
+        model(torch.randn(2, 4, 8, 8), torch.rand(2), torch.tensor([0, 1]))
+
+
+def test_tap_widths_are_the_token_width_of_every_block():
+    model = micro(depth=3)
+    assert model.tap_widths == (model.hidden_size,) * 3
+    _, hidden = model(torch.randn(2, 4, 8, 8), torch.rand(2), return_hidden_at=3)
+    assert hidden.shape[-1] == model.tap_widths[2]
 
 
 def test_return_hidden_at_matches_block_output():
@@ -171,7 +160,6 @@ def test_model_position_embedding_is_a_fixed_buffer():
         ({"hidden_size": 66, "num_heads": 4}, "divisible by num_heads"),
         ({"hidden_size": 66, "num_heads": 3}, "divisible by 4"),
         ({"num_classes": -1}, "num_classes"),
-        ({"class_dropout": 1.5}, "class_dropout"),
         ({"depth": 0}, "depth"),
     ],
 )

@@ -92,13 +92,13 @@ def test_data_stream_agrees_across_processes_and_resumes():
 
 
 def test_every_micro_batch_replays_the_steps_control_draws():
-    control, noise = step_generators(0, "autoencoder", 7, 0, torch.device("cpu"))
+    control, noise = step_generators(0, "autoencoder", 7, torch.device("cpu"))
     first = torch.randint(4, (5,), generator=replay(control))
     second = torch.randint(4, (5,), generator=replay(control))
     assert torch.equal(first, second)
     # noise is a separate stream: replaying controls does not repeat the posterior noise
     assert not torch.equal(torch.randn(8, generator=noise), torch.randn(8, generator=noise))
-    other, _ = step_generators(0, "autoencoder", 8, 0, torch.device("cpu"))
+    other, _ = step_generators(0, "autoencoder", 8, torch.device("cpu"))
     assert not torch.equal(torch.randint(1 << 30, (4,), generator=replay(control)),
                            torch.randint(1 << 30, (4,), generator=other))
 

@@ -50,8 +50,8 @@ def shrink(recipe: Path, root: Path) -> list[str]:
     ]
     if "[alignment]" in text or "[alignment]" in recipe.read_text():  # DINOv2 is not here: a bundled teacher
         overrides.append("alignment={ name = 'stlpips-alex', params = { layer = 1 } }")
-    if "[repa]" in recipe.read_text():
-        overrides += ["repa.depth=1", "repa.projector_width=32"]
+    if 'name = "repa"' in recipe.read_text():
+        overrides += ["denoiser_regularizers[0].params={ depth = 1, projector_width = 32 }"]
     if 'name = "eqvae"' in text:  # the perceptual stand-in needs images of at least 32 px after the downscale
         overrides += ["data.params.resolution=64", "regularizers[1].params.min_scale_32=16"]
     if 'name = "scale-equivariance"' in text:
@@ -80,6 +80,6 @@ def test_paper_recipe_runs_past_its_schedule_switches(recipe, image_root, tmp_pa
     assert ae[0]["lr"] == 0.0 and ae[1]["lr"] > 0  # transformers' warm-up: step 0 trains at lr 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["recon_latent"] == "sample" and metrics["gen_samples"] == 4
-    if "[repa]" in recipe.read_text():
+    if 'name = "repa"' in recipe.read_text():
         den = [r for r in rows if r["stage"] == "denoiser"]
         assert den and all("loss/repa" in r for r in den)

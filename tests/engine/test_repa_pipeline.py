@@ -1,4 +1,4 @@
-"""``[repa]`` in a whole run: validation, stage keys, training with the projection loss, a plain denoiser saved."""
+"""The ``repa`` denoiser regularizer in a whole run: validation, stage keys, training with the projection loss, a plain denoiser saved."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from specmatch.testing import invoke_cli, write_recipe
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = (ROOT / "recipes" / "smoke.toml").as_posix()
 TEACHER = '[alignment]\nname = "stlpips-alex"\nparams = { layer = 1 }\n'
-REPA = '[repa]\nweight = 0.5\ndepth = 1\nprojector_width = 64\n'
+REPA = '[[denoiser_regularizers]]\nname = "repa"\nweight = 0.5\nparams = { depth = 1, projector_width = 64 }\n'
+TERM = "denoiser_regularizers.0.params"
 
 
 def repa_recipe(tmp_path: Path, extra: str = "", name: str = "repa.toml") -> Path:
@@ -27,23 +28,24 @@ def test_repa_needs_a_teacher_and_a_denoiser(tmp_path):
     assert result.exit_code == 2
     assert "a.toml" in result.output and "repa" in result.output and "[alignment]" in result.output
     even = repa_recipe(tmp_path, "", "b.toml")
-    result = invoke_cli("validate", str(even), "-o", "repa.target_filter='dog'", "-o", "repa.dog_kernel_low=4")
-    assert result.exit_code == 2 and "repa.dog_kernel_low" in result.output and "odd" in result.output
+    result = invoke_cli("validate", str(even), "-o", f"{TERM}.target_filter='dog'", "-o", f"{TERM}.dog_kernel_low=4")
+    assert result.exit_code == 2 and "denoiser_regularizers[0].params.dog_kernel_low" in result.output
+    assert "odd" in result.output
 
 
 def test_block_index_beyond_the_denoiser_is_a_clean_error(tmp_path):
     recipe = repa_recipe(tmp_path)
-    result = invoke_cli("run", str(recipe), "--output-dir", str(tmp_path / "out"), "-o", "repa.depth=7",
+    result = invoke_cli("run", str(recipe), "--output-dir", str(tmp_path / "out"), "-o", f"{TERM}.depth=7",
                         "-o", "evaluation.frechet=false", "-o", "train.autoencoder.steps=2",
                         "-o", "train.denoiser.steps=2")
     assert result.exit_code != 0
-    assert "repa.depth" in result.output and "1..2" in result.output
+    assert "denoiser_regularizers[0].params.depth" in result.output and "1..2" in result.output
 
 
 def test_stage_keys_teacher_for_repa_only_leaves_the_autoencoder_alone(tmp_path):
     plain = load_recipe(write_recipe(tmp_path, f'extends = "{SMOKE}"\n', "plain.toml"))
     repa = load_recipe(repa_recipe(tmp_path))
-    dog = load_recipe(repa_recipe(tmp_path, "", "dog.toml"), ["repa.target_filter='dog'"])
+    dog = load_recipe(repa_recipe(tmp_path, "", "dog.toml"), [f"{TERM}.target_filter='dog'"])
     keys = {name: {s.name: s.key for s in make_plan(r, tmp_path / "o").stages}
             for name, r in (("plain", plain), ("repa", repa), ("dog", dog))}
     assert keys["plain"]["autoencoder"] == keys["repa"]["autoencoder"] == keys["dog"]["autoencoder"]
@@ -80,8 +82,8 @@ def test_repa_with_and_without_cached_latents(tmp_path, cache):
     result = invoke_cli("run", str(repa_recipe(tmp_path, name=f"r{cache}.toml")), "--output-dir", str(out),
                         "-o", "evaluation.frechet=false", "-o", "train.autoencoder.steps=4",
                         "-o", "train.denoiser.steps=3", "-o", f"train.denoiser.cache_latents={str(cache).lower()}",
-                        "-o", "train.denoiser.grad_accumulation=2", "-o", "repa.target_filter='dog'",
-                        "-o", "repa.projector='conv'", "-o", "evaluation.num_samples=2")
+                        "-o", "train.denoiser.grad_accumulation=2", "-o", f"{TERM}.target_filter='dog'",
+                        "-o", f"{TERM}.projector='conv'", "-o", "evaluation.num_samples=2")
     assert result.exit_code == 0, result.output
     curves = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("loss/repa" in c for c in curves if c["stage"] == "denoiser")
@@ -114,3 +116,17 @@ def test_an_interrupted_denoiser_resumes_to_the_same_weights(tmp_path, monkeypat
     # projector, optimizer and EMA state came back: the resumed denoiser is the uninterrupted one
     for name in ("model.safetensors", "ema.safetensors"):
         assert_same_weights(tmp_path / "ref" / "denoiser" / name, cut / "denoiser" / name)
+
+
+@pytest.mark.slow
+def test_repa_aligns_a_unet_feature_map_tap(tmp_path):
+    """A U-Net's taps are maps of different widths: the term sizes its projector from tap_widths and trains."""
+    out = tmp_path / "unet"
+    result = invoke_cli("run", str(repa_recipe(tmp_path, name="unet.toml")), "--output-dir", str(out),
+                        "-o", "denoiser={ name = 'adm-unet' }", "-o", f"{TERM}.depth=2",
+                        "-o", "evaluation.frechet=false", "-o", "train.autoencoder.steps=2",
+                        "-o", "train.denoiser.steps=6", "-o", "run.log_every=1", "-o", "evaluation.num_samples=2")
+    assert result.exit_code == 0, result.output
+    curves = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    repa = [c["loss/repa"] for c in curves if c["stage"] == "denoiser"]
+    assert len(repa) == 6 and all(-1.0 <= v <= 1.0 for v in repa)

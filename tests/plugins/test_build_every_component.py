@@ -53,6 +53,7 @@ TINY: dict[tuple[str, str], Any] = {
     ("alignment", "timm"): lambda files: {"model": "test_vit", "weights": str(files["timm_weights"]),
                                           "input_size": 32},
     ("denoiser", "dit"): {"preset": "dit-micro", "patch_size": 2},
+    ("denoiser_regularizer", "repa"): {"depth": 2, "projector_width": 16},
     ("sampler", "euler"): {"steps": 2},
     ("sampler", "heun"): {"steps": 2},
     ("sampler", "euler-maruyama"): {"steps": 3, "cfg_scale": 2.0, "guidance_high": 0.7},
@@ -263,10 +264,32 @@ def check_denoiser(spec, files):
     assert out.shape == x.shape and torch.isfinite(out).all()
     if spec.alignable:
         depth = spec.facts_for(params).depth
-        assert model.depth == depth
+        assert len(model.tap_widths) == depth
         same, hidden = model(x, t, y=y, return_hidden_at=depth)
         torch.testing.assert_close(same, out)
-        assert hidden.dim() == 3 and hidden.shape[0] == BATCH and hidden.shape[2] == model.hidden_size
+        width = hidden.shape[2] if hidden.dim() == 3 else hidden.shape[1]  # tokens or a feature map
+        assert hidden.dim() in (3, 4) and hidden.shape[0] == BATCH and width == model.tap_widths[depth - 1]
+
+
+def check_denoiser_regularizer(spec, files):
+    from specmatch.core.components import DenoiserRegularizerInputs
+
+    denoiser, _ = _denoiser(files)
+    teacher = type("Teacher", (), {"feature_dim": 6})()
+    term, params = build(spec, files, {"denoiser": denoiser, "alignment": teacher})
+    tap = getattr(params, spec.tap_param) if spec.tap_param else None
+    g = torch.Generator().manual_seed(0)
+    x0, t = torch.randn(BATCH, *LATENT, generator=g), torch.rand(BATCH, generator=g)
+    _, hidden = denoiser(x0, t, return_hidden_at=tap) if tap else (None, None)
+    inputs = DenoiserRegularizerInputs(
+        x0=x0, t=t, step=0, hidden=hidden,
+        features=torch.randn(BATCH, 6, 4, 4, generator=g) if "features" in spec.needs else None,
+        images=images() if "images" in spec.needs else None)
+    out = term.loss(inputs)
+    value = out[0] if isinstance(out, tuple) else out
+    assert value.dim() == 0 and torch.isfinite(value) and value.requires_grad
+    value.backward()
+    assert all(p.grad is not None for p in term.parameters())
 
 
 def check_objective(spec, files):
@@ -343,6 +366,7 @@ CONTRACTS: dict[str, Callable[[ComponentSpec, dict], None]] = {
     "regularizer": check_regularizer,
     "alignment": check_alignment,
     "denoiser": check_denoiser,
+    "denoiser_regularizer": check_denoiser_regularizer,
     "objective": check_objective,
     "sampler": check_sampler,
     "perceptual": check_perceptual,

@@ -18,13 +18,11 @@ from click.testing import CliRunner
 
 from specmatch import __version__
 from specmatch.cli import main
+from specmatch.core.plugins import BUILTIN_PLUGINS
 from specmatch.core.session import clear_cache
 
 SITE = Path(__file__).parent / "data" / "site"
-REGULARIZERS = tuple(f"specmatch.regularizers.{term}" for term in ("kl", "esm", "dsm", "vavae", "eqvae",
-                                                                  "scale_equivariance"))
-BUILTINS = ("specmatch.plugins.datasets", "specmatch.plugins.autoencoders", *REGULARIZERS,
-            "specmatch.plugins.reconstruction", "specmatch.plugins.alignment", "specmatch.plugins.diffusion")
+BUILTINS = BUILTIN_PLUGINS  # listed first, in registration order
 IMPORT_FAILURE = "import failed: ImportError: specmatch_dummy.broken needs the 'sharpness' package"
 SKEW = f"requires specmatch<0.1 but specmatch {__version__} is installed"
 

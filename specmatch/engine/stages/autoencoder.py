@@ -60,7 +60,8 @@ def _objective(run: RunContext, ae: nn.Module) -> AutoencoderObjective:
     for i, comp in enumerate(run.resolved.regularizers()):
         regularizers.append(run.build_component(comp))
         slots.append(RegularizerSlot(name=comp.spec.name, config=comp.config, needs=comp.spec.needs,
-                                     transforms_pair=comp.spec.transforms_pair, index=i))
+                                     transforms_pair=comp.spec.transforms_pair, index=i,
+                                     provider=comp.spec.provider))
     perceptual = run.build("perceptual")
     if perceptual is not None:
         perceptual.requires_grad_(False)

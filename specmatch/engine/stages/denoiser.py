@@ -1,23 +1,24 @@
-"""Stage 3: train the latent denoiser with its objective on normalised latents (optionally with REPA).
+"""Stage 3: train the latent denoiser with its objective on normalised latents, plus its terms (REPA).
 
 Latents come from a cache of posterior moments (of each image and of its flip) by default, or are encoded
-every step. With ``[repa]`` the denoiser's tokens after block ``repa.depth`` are aligned with the
-``[alignment]`` teacher's features of the same clean image (``engine/representation_alignment.py``).
+every step. ``[[denoiser_regularizers]]`` terms are built after the denoiser (they may size a projector from
+its ``tap_widths``) and train with it; the loss of one step is in ``engine/denoiser_loss.py``.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import attrs
 import torch
 from torch import nn
 
 from specmatch.core.layout import final_weights
+from specmatch.nn import batch_noise
 
 from ..autoencoder_loss import to_floats
 from ..checkpoint import load_weights, stage_complete
+from ..denoiser_loss import TermSlot, TrainableDenoiser, denoiser_loss, drop_labels
 from ..run_context import RunContext
 from ..runtime import seed_stage_rng, seeded_init
 from ..training import MetricsLog, StageTrainer, begin_stage, make_optimizer
@@ -49,18 +50,22 @@ def denoiser_stage(run: RunContext, autoencoder: nn.Module, stats: LatentStatsRe
     return DenoiserResult(model=model, conditional=conditional)
 
 
-def _alignment(run: RunContext, denoiser: nn.Module):
-    """REPA's teacher, projector and loss, or None without ``[repa]``."""
-    if run.recipe.repa is None:
-        return None
-    from ..representation_alignment import RepresentationAlignment
-
-    teacher = run.upstream.get("alignment")  # already built when the autoencoder stage trained with it
-    if teacher is None:
-        teacher = run.build("alignment")
-    teacher = teacher.to(run.accelerator.device) if hasattr(teacher, "to") else teacher
-    with seeded_init(run.recipe.run.seed, "repa.projector"):
-        return RepresentationAlignment(run.recipe.repa, teacher, denoiser, recipe=str(run.resolved.source))
+def _terms(run: RunContext, denoiser: nn.Module) -> tuple[list[nn.Module], list[TermSlot], int | None]:
+    """The built ``[[denoiser_regularizers]]``, their slots, and the one tap they read (None: no hidden)."""
+    comps = run.resolved.denoiser_regularizers()
+    if any("features" in c.spec.needs for c in comps) and run.upstream.get("alignment") is None:
+        teacher = run.build("alignment")  # not built yet when only the denoiser's terms use it
+        run.upstream["alignment"] = teacher.to(run.accelerator.device) if hasattr(teacher, "to") else teacher
+    run.upstream["denoiser"] = denoiser
+    terms, slots, tap = [], [], None
+    for comp in comps:
+        with seeded_init(run.recipe.run.seed, comp.path):
+            terms.append(run.build_component(comp))
+        slots.append(TermSlot(name=comp.spec.name, config=comp.config, needs=comp.spec.needs,
+                              provider=comp.spec.provider))
+        if "hidden" in comp.spec.needs:
+            tap = getattr(comp.params, comp.spec.tap_param)  # validate made every term read the same tap
+    return terms, slots, tap
 
 
 class _Latents:
@@ -88,10 +93,10 @@ class _Latents:
             x = batch[0].to(device)
             return normalizer.encode(x, generator), batch[1].to(device), x if self.keep_images else None
         mean, std = batch[0].to(device).float(), batch[1].to(device).float()
-        flip = torch.randint(0, 2, (mean.shape[0],), generator=generator, device=generator.device).to(device)
+        flip = batch_noise.randint(2, (mean.shape[0],), generator=generator, device=device)
         pick = torch.arange(mean.shape[0], device=device)
         mean, std = mean[pick, flip], std[pick, flip]
-        eps = torch.randn(mean.shape, generator=generator, device=generator.device).to(device)
+        eps = batch_noise.randn(mean.shape, generator=generator, device=device)
         images = None
         if self.keep_images:  # the teacher sees the same view the latent came from
             images = batch[3].to(device)
@@ -104,16 +109,17 @@ def _train(run: RunContext, stage, denoiser: nn.Module, autoencoder, stats: Late
     acc = run.accelerator
     cfg = run.recipe.train.denoiser
     objective = run.build("objective")
-    repa = _alignment(run, denoiser)
-    trainable = repa.wrap(denoiser) if repa is not None else denoiser  # the projector trains with it
+    terms, slots, tap = _terms(run, denoiser)
+    trainable = TrainableDenoiser(denoiser, terms, slots, tap)  # the terms' parameters train with it
+    teacher = run.upstream.get("alignment") if any("features" in s.needs for s in slots) else None
+    keep_images = teacher is not None or any("images" in s.needs for s in slots)
     begin_stage(acc)
     seed_stage_rng(run.recipe.run.seed, "denoiser", acc.process_index)
     opt, sched = make_optimizer(trainable.parameters(), cfg)
     model, opt = acc.prepare(trainable, opt)  # the scheduler steps once per optimizer step (see autoencoder)
 
     def plain_denoiser() -> nn.Module:
-        unwrapped = acc.unwrap_model(model)
-        return unwrapped.denoiser if repa is not None else unwrapped
+        return acc.unwrap_model(model).denoiser
 
     trainer = StageTrainer(accelerator=acc, name="denoiser", folder=stage.folder, key=stage.key, cfg=cfg,
                            seed=run.seed("denoiser"), log=MetricsLog(run.layout.curves, acc, "denoiser"),
@@ -121,31 +127,20 @@ def _train(run: RunContext, stage, denoiser: nn.Module, autoencoder, stats: Late
     trainer.track("denoiser", model=model, optimizer=opt, scheduler=sched)
     ema = trainer.add_ema(plain_denoiser(), cfg.ema_decay) if cfg.ema_decay else None
     trainer.restore()
-    latents = _Latents(run, autoencoder, stats, train_set, keep_images=repa is not None)
-
-    def loss_of(z, y, features, noise: torch.Generator) -> tuple[torch.Tensor, dict[str, Any]]:
-        kwargs = {"y": y} if conditional else {}
-        if repa is None:
-            return objective.loss(model, z, generator=noise, **kwargs)
-        projected = []
-
-        def velocity_of(x_t, t, **kw):  # the objective sees a plain denoiser
-            velocity, tokens = model(x_t, t, **kw)
-            projected.append(tokens)
-            return velocity
-
-        loss, parts = objective.loss(velocity_of, z, generator=noise, **kwargs)
-        parts["repa"] = repa.loss(projected[-1], features)
-        return loss + run.recipe.repa.weight * parts["repa"], parts
+    latents = _Latents(run, autoencoder, stats, train_set, keep_images=keep_images)
+    null_class = getattr(denoiser, "null_class", None)
 
     def step_fn(batch, step, control, noise) -> dict[str, float]:
-        z_all, y_all, images = latents(batch, noise)
-        features_all = repa.teacher_features(images) if repa is not None else None
+        z_all, y_all, images_all = latents(batch, noise)
+        y_all = drop_labels(y_all, cfg.class_dropout, null_class, noise) if conditional else None
+        with torch.no_grad():
+            features_all = teacher(images_all) if teacher is not None else None
         model.train()
         logs: dict[str, float] = {"lr": sched.get_last_lr()[0]}
-        for z, y, features in trainer.micro_batches(model, z_all, y_all, features_all):
+        for z, y, features, images in trainer.micro_batches(model, z_all, y_all, features_all, images_all):
             with acc.autocast():
-                loss, parts = loss_of(z, y, features, noise)
+                loss, parts = denoiser_loss(model, trainable, objective, z, y, step=step, generator=noise,
+                                            features=features, images=images)
             acc.backward(loss / cfg.grad_accumulation)
             logs.update(to_floats({"loss/total": loss, **{f"loss/{k}": v for k, v in parts.items()}}))
             trainer.guard.observe(logs)

@@ -1,0 +1,78 @@
+"""Pieces every denoiser family shares: the call checks of the denoiser contract and patch (un)folding.
+
+The contract (docs/denoisers.md): ``forward(x, t, y=None, *, return_hidden_at=None)`` with t in [0, 1]
+(1 = noise), labels 0..num_classes-1 plus the null class ``num_classes``, no label dropout inside the
+network, and alignment taps k = 1..len(tap_widths).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def check_input(x: Tensor, channels: int, size: tuple[int, int] | None) -> None:
+    """Raise ValueError unless x is (B, channels, H, W) with (H, W) == size (any size when None)."""
+    if x.ndim != 4 or x.shape[1] != channels or (size is not None and tuple(x.shape[2:]) != tuple(size)):
+        side = f"{size[0]}, {size[1]}" if size is not None else "H, W"
+        raise ValueError(f"x must have shape (B, {channels}, {side}), got {tuple(x.shape)}")
+
+
+def check_time(t: Tensor, batch: int) -> Tensor:
+    """Return t as (B,), broadcasting a scalar; raise ValueError for any other shape."""
+    if t.ndim == 0:
+        t = t.expand(batch)
+    if t.shape != (batch,):
+        raise ValueError(f"t must have shape ({batch},) or be a scalar, got {tuple(t.shape)}")
+    return t
+
+
+def resolve_labels(y: Tensor | None, num_classes: int, batch: int, device: torch.device) -> Tensor | None:
+    """The labels a network embeds: None for an unconditional network, the null class for ``y=None``.
+
+    Raises ValueError when an unconditional network gets labels or y has the wrong shape.
+    """
+    if num_classes == 0:
+        if y is not None:
+            raise ValueError("this denoiser is unconditional (num_classes=0) but class labels y were given")
+        return None
+    if y is None:
+        return torch.full((batch,), num_classes, dtype=torch.long, device=device)
+    if y.shape != (batch,):
+        raise ValueError(f"y must have shape ({batch},), got {tuple(y.shape)}")
+    return y
+
+
+def check_tap(index: int | None, taps: int) -> None:
+    """Raise ValueError unless the tap index is None or in 1..taps."""
+    if index is not None and not 1 <= index <= taps:
+        raise ValueError(f"return_hidden_at must be in 1..{taps} (1-based tap index), got {index}")
+
+
+def check_num_classes(num_classes: int) -> None:
+    if not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"num_classes must be an integer >= 0 (0 = unconditional), got {num_classes!r}")
+
+
+def check_transformer_size(*, input_size: int, patch_size: int, hidden_size: int, num_heads: int) -> None:
+    """Raise ValueError naming the first inconsistent size of a patch transformer."""
+    for name, value in (("input_size", input_size), ("patch_size", patch_size), ("hidden_size", hidden_size),
+                        ("num_heads", num_heads)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if input_size % patch_size:
+        raise ValueError(f"input_size ({input_size}) must be divisible by patch_size ({patch_size})")
+    if hidden_size % num_heads:
+        raise ValueError(f"hidden_size ({hidden_size}) must be divisible by num_heads ({num_heads})")
+
+
+def unpatchify(tokens: Tensor, grid: int, patch_size: int, channels: int) -> Tensor:
+    """(B, grid**2, p*p*C) patch values in row-major token order -> (B, C, grid*p, grid*p).
+
+    The inverse of ``timm.layers.PatchEmbed`` followed by a per-token linear map: each token's values
+    are ordered (row in patch, column in patch, channel), as in DiT, SiT and U-ViT.
+    """
+    b, p = tokens.shape[0], patch_size
+    x = tokens.reshape(b, grid, grid, p, p, channels)
+    x = torch.einsum("nhwpqc->nchpwq", x)
+    return x.reshape(b, channels, grid * p, grid * p)

@@ -1,0 +1,190 @@
+"""LightningDiT (Yao et al., VA-VAE, CVPR 2025; hustvl/LightningDiT ``models/lightningdit.py``).
+
+A DiT/SiT (adaLN-Zero blocks, patch tokens with a fixed 2-D sin-cos position embedding, continuous time
+t in [0, 1] without scaling) modernised with:
+
+* SwiGLU feed-forward (hidden width ``int(2/3 * mlp_ratio * D)``, timm's ``SwiGLU``);
+* RMSNorm (learnable scale, eps 1e-6) in place of the affine-free LayerNorms, also in the final layer;
+* 2-D rotary position embedding on queries and keys (EVA-02's layout: half the head channels rotate with
+  the row, half with the column, frequencies 10000^(-4k/head_dim), interleaved pairs), timm's
+  ``RotaryEmbeddingCat`` + ``AttentionRope``; the absolute sin-cos embedding is kept as in the original;
+* optional QK-normalisation (RMSNorm per head).
+
+The defaults follow the released config (``configs/lightningdit_xl_vavae_f16d32.yaml``: SwiGLU, RoPE and
+RMSNorm on, QK-norm off, shift kept). Departures: the network never drops labels (the engine does; index
+``num_classes`` is the null class); attention always goes through scaled-dot-product attention.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from timm.layers import AttentionRope, Mlp, PatchEmbed, RmsNorm, RotaryEmbeddingCat, SwiGLU
+from torch import Tensor, nn
+
+from specmatch.denoisers.common import (check_input, check_num_classes, check_tap, check_time,
+                                        check_transformer_size, resolve_labels, unpatchify)
+from specmatch.diffusion.dit import TimestepEmbedder, modulate, sincos_2d_position_embedding
+
+#: Width, depth and heads per size (``LightningDiT_{B,L,XL}_*`` in the official model file); micro for CPU.
+LIGHTNINGDIT_PRESETS: dict[str, dict[str, Any]] = {
+    "lightningdit-micro": {"hidden_size": 64, "depth": 2, "num_heads": 2},
+    "lightningdit-b": {"hidden_size": 768, "depth": 12, "num_heads": 12},
+    "lightningdit-l": {"hidden_size": 1024, "depth": 24, "num_heads": 16},
+    "lightningdit-xl": {"hidden_size": 1152, "depth": 28, "num_heads": 16},
+}
+
+
+def _norm(dim: int, rms: bool) -> nn.Module:
+    return RmsNorm(dim, eps=1e-6) if rms else nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+
+
+class LightningDiTBlock(nn.Module):
+    """adaLN-Zero block with RMSNorm, rotary attention (optional QK-norm) and a SwiGLU feed-forward."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, *, swiglu: bool, rmsnorm: bool,
+                 qk_norm: bool):
+        super().__init__()
+        self.norm1 = _norm(dim, rmsnorm)
+        qk_norm_layer = partial(RmsNorm, eps=1e-6) if rmsnorm else nn.LayerNorm
+        self.attn = AttentionRope(dim, num_heads=num_heads, qkv_bias=True, num_prefix_tokens=0,
+                                  qk_norm=qk_norm, norm_layer=qk_norm_layer)
+        self.norm2 = _norm(dim, rmsnorm)
+        hidden = int(dim * mlp_ratio)
+        self.mlp = (SwiGLU(dim, int(2 / 3 * hidden)) if swiglu
+                    else Mlp(dim, hidden, act_layer=partial(nn.GELU, approximate="tanh")))
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+
+    def forward(self, x: Tensor, c: Tensor, rope: Tensor | None) -> Tensor:
+        shift_attn, scale_attn, gate_attn, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c).chunk(6, dim=1)
+        x = x + gate_attn.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_attn, scale_attn), rope=rope)
+        return x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+
+
+class LightningFinalLayer(nn.Module):
+    def __init__(self, dim: int, patch_size: int, out_channels: int, *, rmsnorm: bool):
+        super().__init__()
+        self.norm_final = _norm(dim, rmsnorm)
+        self.linear = nn.Linear(dim, patch_size * patch_size * out_channels)
+        self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
+        return self.linear(modulate(self.norm_final(x), shift, scale))
+
+
+class LightningDiT(nn.Module):
+    """LightningDiT on a square latent (B, C, H, H).
+
+    Args (keyword-only):
+        input_size, in_channels, patch_size: latent side H, channels C, patch side p (divides H).
+        hidden_size, depth, num_heads, mlp_ratio: size (head width even, a multiple of 4 with RoPE).
+        num_classes: 0 = unconditional; else ``num_classes + 1`` label rows, the last the null class.
+        swiglu, rmsnorm, rope, qk_norm: the modernisations (defaults: the released config).
+        learn_sigma: predict 2C channels and return the first C (off in LightningDiT).
+        time_scale: factor on t before the sinusoid (1: continuous time, as in SiT).
+    """
+
+    def __init__(self, *, input_size: int, in_channels: int, patch_size: int = 1, hidden_size: int = 1152,
+                 depth: int = 28, num_heads: int = 16, mlp_ratio: float = 4.0, num_classes: int = 0,
+                 swiglu: bool = True, rmsnorm: bool = True, rope: bool = True, qk_norm: bool = False,
+                 learn_sigma: bool = False, time_scale: float = 1.0):
+        super().__init__()
+        check_transformer_size(input_size=input_size, patch_size=patch_size, hidden_size=hidden_size,
+                               num_heads=num_heads)
+        check_num_classes(num_classes)
+        if hidden_size % 4:
+            raise ValueError(f"hidden_size ({hidden_size}) must be divisible by 4 (2-D sin-cos position embedding)")
+        if rope and (hidden_size // num_heads) % 4:
+            raise ValueError(f"the head width hidden_size / num_heads ({hidden_size // num_heads}) must be a "
+                             "multiple of 4 for the 2-D rotary embedding")
+        if depth < 1:
+            raise ValueError(f"depth must be a positive integer, got {depth!r}")
+        self.input_size = input_size
+        self.in_channels = in_channels
+        self.out_channels = 2 * in_channels if learn_sigma else in_channels
+        self.patch_size = patch_size
+        self.hidden_size = hidden_size
+        self.num_classes = num_classes
+        self.grid_size = input_size // patch_size
+
+        self.x_embedder = PatchEmbed(input_size, patch_size, in_channels, hidden_size, bias=True)
+        self.t_embedder = TimestepEmbedder(hidden_size, time_scale=time_scale)
+        self.y_embedder = nn.Embedding(num_classes + 1, hidden_size) if num_classes > 0 else None
+        self.register_buffer("pos_embed", sincos_2d_position_embedding(hidden_size, self.grid_size).unsqueeze(0),
+                             persistent=False)
+        # Rotary angles of the token grid, (N, 2 * head_dim) = [sin, cos]; a fixed buffer, not saved.
+        self.rope = (RotaryEmbeddingCat(hidden_size // num_heads, in_pixels=False, temperature=10000.0,
+                                        feat_shape=[self.grid_size, self.grid_size])
+                     if rope else None)
+        self.blocks = nn.ModuleList([
+            LightningDiTBlock(hidden_size, num_heads, mlp_ratio, swiglu=swiglu, rmsnorm=rmsnorm, qk_norm=qk_norm)
+            for _ in range(depth)])
+        self.final_layer = LightningFinalLayer(hidden_size, patch_size, self.out_channels, rmsnorm=rmsnorm)
+        self.initialize_weights()
+
+    @property
+    def depth(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def tap_widths(self) -> tuple[int, ...]:
+        """Alignment taps: the tokens after each block, all of width hidden_size."""
+        return (self.hidden_size,) * self.depth
+
+    @property
+    def null_class(self) -> int | None:
+        return self.num_classes if self.num_classes > 0 else None
+
+    def initialize_weights(self) -> None:
+        """The original's (DiT's): Xavier linears, N(0, 0.02) embeddings, adaLN-Zero and a zero output."""
+
+        def xavier_linear(module: nn.Module) -> None:
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+        self.apply(xavier_linear)
+        weight = self.x_embedder.proj.weight.data
+        nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
+        nn.init.zeros_(self.x_embedder.proj.bias)
+        if self.y_embedder is not None:
+            nn.init.normal_(self.y_embedder.weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.adaLN_modulation[-1].weight)
+            nn.init.zeros_(block.adaLN_modulation[-1].bias)
+        for layer in (self.final_layer.adaLN_modulation[-1], self.final_layer.linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, *,
+                return_hidden_at: int | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        """x (B, C, H, H), t (B,) in [0, 1], y (B,) or None -> prediction (B, C, H, H) [, tokens (B, N, D)]."""
+        check_input(x, self.in_channels, (self.input_size, self.input_size))
+        check_tap(return_hidden_at, self.depth)
+        batch = x.shape[0]
+        c = self.t_embedder(check_time(t, batch))
+        labels = resolve_labels(y, self.num_classes, batch, x.device)
+        if labels is not None:
+            c = c + self.y_embedder(labels)
+        tokens = self.x_embedder(x) + self.pos_embed.to(x.dtype)
+        rope = self.rope.get_embed() if self.rope is not None else None
+        hidden = None
+        for index, block in enumerate(self.blocks, start=1):
+            tokens = block(tokens, c, rope)
+            if index == return_hidden_at:
+                hidden = tokens
+        out = unpatchify(self.final_layer(tokens, c), self.grid_size, self.patch_size, self.out_channels)
+        out = out[:, : self.in_channels]
+        return out if return_hidden_at is None else (out, hidden)
+
+
+def build_lightningdit(preset: str, **settings: Any) -> LightningDiT:
+    """A LightningDiT of a named size, any constructor argument overridden (``input_size``/``in_channels``)."""
+    if preset not in LIGHTNINGDIT_PRESETS:
+        raise ValueError(f"unknown LightningDiT preset {preset!r}; known: {', '.join(LIGHTNINGDIT_PRESETS)}")
+    return LightningDiT(**{**LIGHTNINGDIT_PRESETS[preset], **settings})

@@ -1,0 +1,149 @@
+"""SiT, the Scalable Interpolant Transformer (Ma et al. 2024), the backbone REPA (Yu et al. 2025) aligns.
+
+SiT is DiT's architecture (willisma/SiT ``models.py``, sihyun-yu/REPA ``models/sit.py``): patch tokens with a
+fixed 2-D sin-cos position embedding, blocks of pre-norm attention + MLP modulated by adaLN-Zero from the
+sum of a time and a label embedding, a modulated final layer. The differences from DiT are in what is fed
+in and read out, not in the layers:
+
+* time: the raw continuous t in [0, 1] goes into the sinusoidal embedding (no x1000 scale as in DiT);
+* output: REPA's SiT predicts C channels (``learn_sigma=False``); the original SiT kept DiT's 2C layout
+  (``learn_sigma=True``, the second half discarded), which is what its 675M figure counts;
+* REPA offers QK-normalisation in attention (``qk_norm``, off by default in its ``train.py``; LayerNorm per
+  head, timm's ``Attention``).
+
+Deliberate departures: the network never drops labels (the engine does; index ``num_classes`` is the null
+class, ``y=None`` means it), and REPA's projector is not part of the network (it is the ``repa``
+regularizer's). The layers are DiT's own (:mod:`specmatch.diffusion.dit`), so the two stay identical.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from timm.layers import Attention, PatchEmbed
+from torch import Tensor, nn
+
+from specmatch.denoisers.common import (check_input, check_num_classes, check_tap, check_time,
+                                        check_transformer_size, resolve_labels, unpatchify)
+from specmatch.diffusion.dit import DiTBlock, FinalLayer, TimestepEmbedder, sincos_2d_position_embedding
+
+#: Width, depth and heads per size; patch size, latent shape and classes come from the recipe and data.
+#: sit-s/b/l/xl are SiT-S/B/L/XL (Ma et al. 2024, Table 1); the micro size is for CPU tests.
+SIT_PRESETS: dict[str, dict[str, Any]] = {
+    "sit-micro": {"hidden_size": 64, "depth": 2, "num_heads": 2},
+    "sit-s": {"hidden_size": 384, "depth": 12, "num_heads": 6},
+    "sit-b": {"hidden_size": 768, "depth": 12, "num_heads": 12},
+    "sit-l": {"hidden_size": 1024, "depth": 24, "num_heads": 16},
+    "sit-xl": {"hidden_size": 1152, "depth": 28, "num_heads": 16},
+}
+
+
+class SiT(nn.Module):
+    """Scalable Interpolant Transformer on a square latent (B, C, H, H).
+
+    Args (keyword-only):
+        input_size: latent side H.
+        in_channels: latent channels C.
+        patch_size: patch side p (divides H); N = (H / p) ** 2 tokens.
+        hidden_size, depth, num_heads, mlp_ratio: the transformer's size.
+        num_classes: 0 = unconditional; else ``num_classes + 1`` label rows, the last the null class.
+        learn_sigma: predict 2C channels and return the first C (the original SiT/DiT layout).
+        qk_norm: LayerNorm on queries and keys per head (REPA's option).
+        time_scale: factor on t before the sinusoid (1, SiT's continuous time).
+    """
+
+    def __init__(self, *, input_size: int, in_channels: int, patch_size: int = 2, hidden_size: int = 1152,
+                 depth: int = 28, num_heads: int = 16, mlp_ratio: float = 4.0, num_classes: int = 0,
+                 learn_sigma: bool = False, qk_norm: bool = False, time_scale: float = 1.0):
+        super().__init__()
+        check_transformer_size(input_size=input_size, patch_size=patch_size, hidden_size=hidden_size,
+                               num_heads=num_heads)
+        check_num_classes(num_classes)
+        if hidden_size % 4:
+            raise ValueError(f"hidden_size ({hidden_size}) must be divisible by 4 (2-D sin-cos position embedding)")
+        if depth < 1:
+            raise ValueError(f"depth must be a positive integer, got {depth!r}")
+        self.input_size = input_size
+        self.in_channels = in_channels
+        self.out_channels = 2 * in_channels if learn_sigma else in_channels
+        self.patch_size = patch_size
+        self.num_classes = num_classes
+        self.hidden_size = hidden_size
+        self.grid_size = input_size // patch_size
+
+        self.x_embedder = PatchEmbed(input_size, patch_size, in_channels, hidden_size, bias=True)
+        self.t_embedder = TimestepEmbedder(hidden_size, time_scale=time_scale)
+        self.y_embedder = nn.Embedding(num_classes + 1, hidden_size) if num_classes > 0 else None
+        self.register_buffer("pos_embed", sincos_2d_position_embedding(hidden_size, self.grid_size).unsqueeze(0),
+                             persistent=False)
+        self.blocks = nn.ModuleList([DiTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)])
+        if qk_norm:
+            for block in self.blocks:
+                block.attn = Attention(hidden_size, num_heads=num_heads, qkv_bias=True, qk_norm=True,
+                                       norm_layer=nn.LayerNorm)
+        self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
+        self.initialize_weights()
+
+    @property
+    def depth(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def tap_widths(self) -> tuple[int, ...]:
+        """Alignment taps: the tokens after each block, all of width hidden_size."""
+        return (self.hidden_size,) * self.depth
+
+    @property
+    def null_class(self) -> int | None:
+        return self.num_classes if self.num_classes > 0 else None
+
+    def initialize_weights(self) -> None:
+        """SiT's (= DiT's) initialisation: Xavier linears, N(0, 0.02) embeddings, adaLN-Zero and a zero output."""
+
+        def xavier_linear(module: nn.Module) -> None:
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+        self.apply(xavier_linear)
+        weight = self.x_embedder.proj.weight.data
+        nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
+        nn.init.zeros_(self.x_embedder.proj.bias)
+        if self.y_embedder is not None:
+            nn.init.normal_(self.y_embedder.weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.adaLN_modulation[-1].weight)
+            nn.init.zeros_(block.adaLN_modulation[-1].bias)
+        for layer in (self.final_layer.adaLN_modulation[-1], self.final_layer.linear):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, *,
+                return_hidden_at: int | None = None) -> Tensor | tuple[Tensor, Tensor]:
+        """x (B, C, H, H), t (B,) in [0, 1], y (B,) or None -> prediction (B, C, H, H) [, tokens (B, N, D)]."""
+        check_input(x, self.in_channels, (self.input_size, self.input_size))
+        check_tap(return_hidden_at, self.depth)
+        batch = x.shape[0]
+        c = self.t_embedder(check_time(t, batch))
+        labels = resolve_labels(y, self.num_classes, batch, x.device)
+        if labels is not None:
+            c = c + self.y_embedder(labels)
+        tokens = self.x_embedder(x) + self.pos_embed.to(x.dtype)
+        hidden = None
+        for index, block in enumerate(self.blocks, start=1):
+            tokens = block(tokens, c)
+            if index == return_hidden_at:
+                hidden = tokens
+        out = unpatchify(self.final_layer(tokens, c), self.grid_size, self.patch_size, self.out_channels)
+        out = out[:, : self.in_channels]
+        return out if return_hidden_at is None else (out, hidden)
+
+
+def build_sit(preset: str, **settings: Any) -> SiT:
+    """A SiT of a named size, any constructor argument overridden (``input_size``/``in_channels`` required)."""
+    if preset not in SIT_PRESETS:
+        raise ValueError(f"unknown SiT preset {preset!r}; known: {', '.join(SIT_PRESETS)}")
+    return SiT(**{**SIT_PRESETS[preset], **settings})
