@@ -28,7 +28,7 @@ def single_process():
 def tiny_denoiser():
     torch.manual_seed(0)
     model = build_dit("dit-micro", input_size=LATENT[1], in_channels=LATENT[0], patch_size=2,
-                      num_classes=NUM_CLASSES, class_dropout=0.0)
+                      num_classes=NUM_CLASSES)
     for p in model.parameters():  # adaLN-Zero starts at zero output: give it a non-trivial function
         p.data.normal_(0, 0.05, generator=torch.Generator().manual_seed(p.numel()))
     return model.eval()
