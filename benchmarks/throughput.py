@@ -133,7 +133,7 @@ def report(name: str, eager: dict, compiled: dict | None, unit: str) -> None:
     for key in ("train", "sample"):
         if key not in eager:
             continue
-        line = f"{name:<28} {key:<7} eager {eager[key]:9.1f} {unit}/s"
+        line = f"{name:<38} {key:<7} eager {eager[key]:9.1f} {unit}/s"
         if compiled is not None:
             line += (f"   compiled {compiled[key]:9.1f} {unit}/s   ratio {compiled[key] / eager[key]:5.2f}"
                      f"   (compile warm-up {compiled['warmup_s']:.1f} s)")
