@@ -27,6 +27,8 @@ class RunConfig:
     seed: int = param(0, doc="global seed: data order, augmentation, initialisation, sampling", ge=0, lt=2**32)
     mixed_precision: str = param("no", doc="accelerate mixed precision", choices=("no", "fp16", "bf16"))
     cpu: bool = param(False, doc="force the CPU even when a GPU is present")
+    compile: bool = param(False, doc="compile the autoencoder and the denoiser with torch.compile (inductor; copies such "
+                                     "as the EMA run eagerly)")
     log_every: int = param(25, doc="log training curves every N steps", ge=1)
     trackers: tuple[str, ...] = param((), doc="accelerate trackers to log to, e.g. ['tensorboard'] (the package "
                                               "must be installed)", choices=TRACKERS)

@@ -114,3 +114,16 @@ def resolve_factories(resolved: Any) -> None:
             problems.append(f"{comp.path}: {exc}")
     if problems:
         raise PluginError("\n".join(problems))
+
+
+#: What the engine reads of an objective: training calls ``loss``; sampling converts with the schedule.
+OBJECTIVE_MEMBERS = ("loss", "alpha_sigma", "to_x0_noise", "t_min", "t_max")
+
+
+def check_objective(objective: Any, spec: Any) -> None:
+    """Before training: an objective offers every member of the objective contract (docs/plugins.md)."""
+    missing = [name for name in OBJECTIVE_MEMBERS if not hasattr(objective, name)]
+    if missing:
+        raise ComponentContractError(
+            f"{who(spec)}: the built objective has no {', '.join(missing)}; an objective needs "
+            f"{', '.join(OBJECTIVE_MEMBERS)} (see the objective contract in docs/plugins.md)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -80,28 +80,6 @@ def reference_indices(dataset_size: int, n: int, seed: int) -> list[int]:
 
 
 @torch.no_grad()
-def generate(accelerator, sampler: Callable, denoiser, normalizer, *, n: int, latent_shape, batch_size: int,
-             seed: int, num_classes: int = 0) -> torch.Tensor:
-    """n decoded samples in [-1, 1]; process r makes samples r, r + world, ... with per-sample seeds."""
-    from .data import shard_indices
-    from .runtime import derive_seed
-
-    idx = shard_indices(n, accelerator.process_index, accelerator.num_processes)
-    device = accelerator.device
-    out = []
-    for s in range(0, len(idx), batch_size):
-        chunk = idx[s:s + batch_size]
-        g = torch.Generator(device=device).manual_seed(derive_seed(seed, "samples", chunk[0]))
-        y = None
-        if num_classes:
-            y = torch.tensor([i % num_classes for i in chunk], device=device)
-        z = sampler(denoiser, (len(chunk), *latent_shape), device=device, generator=g, y=y,
-                    null_class=num_classes if num_classes else None)
-        out.append(normalizer.decode(z).clamp(-1, 1).float())
-    local = torch.cat(out) if out else torch.zeros(0, 3, 1, 1, device=device)
-    return gather_rows(accelerator, local, n)
-
-
 def load_feature_network(path: str, recipe_dir: Path, device, expected_sha256: str | None = None):
     """The Inception FID network, or (None, reason) when it is not available here."""
     from specmatch.core.errors import WeightsError

@@ -23,6 +23,9 @@ from .runtime import derive_seed, seeded_init
 
 log = logging.getLogger(__name__)
 
+#: kinds whose networks ``run.compile`` compiles with torch.compile
+COMPILED_KINDS = ("autoencoder", "denoiser")
+
 
 @attrs.define
 class RunContext:
@@ -48,7 +51,10 @@ class RunContext:
     def build_component(self, comp: ResolvedComponent) -> Any:
         """Build one component with its initial weights drawn from (run seed, component path) only."""
         with seeded_init(self.recipe.run.seed, comp.path):
-            return B.build(comp, B.context(self.resolved, self.layout.root, self.upstream))
+            built = B.build(comp, B.context(self.resolved, self.layout.root, self.upstream))
+        if self.recipe.run.compile and comp.kind in COMPILED_KINDS and hasattr(built, "compile"):
+            built.compile()  # in place: same parameters and state_dict keys; deep copies (EMA) run eagerly
+        return built
 
     def seed(self, *parts: Any) -> int:
         return derive_seed(self.recipe.run.seed, *parts)

@@ -38,6 +38,8 @@ def _recipe(kind: str, name: str, params: dict, resolution: int, preset: str) ->
         data[KINDS[kind].table] = [table] if KINDS[kind].array else table
     if (kind, name) in (("regularizer", "vavae"), ("denoiser_regularizer", "repa")):
         data["alignment"] = {"name": "stlpips-alex"}
+    if kind == "objective":  # a sampler that works with every objective (the default one integrates dx/dt)
+        data["sampler"] = {"name": "ddim"}
     if kind == "denoiser_regularizer":  # deep enough for the default tap (REPA: 8)
         data["denoiser"]["params"]["depth"] = 8
     return tomli_w.dumps(data)

@@ -1,4 +1,4 @@
-"""Tests for the flow-matching objective and the samplers, ending with a small "does it learn" run."""
+"""Tests for the flow-matching objective, ending with a small "does it learn" run (samplers: test_samplers.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 
 from specmatch.diffusion.dit import build_dit
 from specmatch.diffusion.flow_matching import FlowMatching
-from specmatch.diffusion.samplers import euler_maruyama_sample, euler_sample, heun_sample, time_grid
+from specmatch.diffusion.samplers import EulerSampler
+from specmatch.engine.sampling import SamplingContext
 
 # ---------------------------------------------------------------------------------------------------------
 # Flow matching
@@ -117,6 +118,23 @@ def test_logit_normal_time_sampling_statistics():
     assert abs(logits.std().item() - 0.8) < 0.03
 
 
+def test_time_shift_moves_times_towards_noise():
+    fm = FlowMatching(shift=3.0)
+    assert fm.shift_time(0.0) == 0.0 and fm.shift_time(1.0) == 1.0
+    assert fm.shift_time(0.5) == pytest.approx(0.75)  # 3 * 0.5 / (1 + 2 * 0.5)
+    # the median of shifted uniform times is the shift of the median
+    t = fm.sample_time(20000, "cpu", torch.Generator().manual_seed(0))
+    assert abs(t.median().item() - 0.75) < 0.01
+    assert FlowMatching().shift_time(0.3) == 0.3
+
+
+def test_shift_for_dimension():
+    from specmatch.diffusion.flow_matching import shift_for_dimension
+
+    assert shift_for_dimension(4 * 32 * 32, 4 * 16 * 16) == pytest.approx(2.0)  # 4x the elements: s = 2
+    assert shift_for_dimension(1024, 1024) == 1.0
+
+
 def test_flow_matching_bad_settings():
     with pytest.raises(ValueError, match="time_sampling"):
         FlowMatching(time_sampling="cosine")
@@ -126,144 +144,6 @@ def test_flow_matching_bad_settings():
         FlowMatching().draw(torch.zeros(2, 3), noise=torch.zeros(2, 4))
     with pytest.raises(ValueError, match="t must have shape"):
         FlowMatching().draw(torch.zeros(2, 3), t=torch.zeros(3))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Samplers on a Gaussian toy problem with an exact velocity field
-# ---------------------------------------------------------------------------------------------------------
-#
-# Data x0 ~ N(mu, s^2 I). On the path x_t = (1 - t) x0 + t eps, x_t ~ N(m(t), sigma(t)^2 I) with
-# m(t) = (1 - t) mu and sigma(t)^2 = (1 - t)^2 s^2 + t^2, and the exact (marginal) velocity is
-#     v(x, t) = m'(t) + sigma'(t) / sigma(t) * (x - m(t)),   sigma' sigma = t - (1 - t) s^2.
-# Its ODE maps a starting noise x1 to x(t) = m(t) + sigma(t) x1, so x(0) = mu + s * x1 exactly.
-
-TOY_S = 0.5
-TOY_SHAPE = (64, 2, 3, 3)
-
-
-def toy_mu() -> torch.Tensor:
-    return torch.linspace(-2.0, 2.0, 18).reshape(1, 2, 3, 3)
-
-
-def toy_velocity(x, t):
-    t = t.view(-1, 1, 1, 1)
-    mu = toy_mu().to(x)
-    sigma2 = (1 - t) ** 2 * TOY_S**2 + t**2
-    return -mu + (t - (1 - t) * TOY_S**2) / sigma2 * (x - (1 - t) * mu)
-
-
-def toy_endpoint(seed: int) -> torch.Tensor:
-    # The sampler's first draw (float64 draws differ from float32 ones for the same seed).
-    x1 = torch.randn(TOY_SHAPE, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    return toy_mu().double() + TOY_S * x1
-
-
-def toy_error(sampler, steps: int, seed: int = 0) -> float:
-    x = sampler(toy_velocity, TOY_SHAPE, steps=steps, device="cpu", dtype=torch.float64,
-                generator=torch.Generator().manual_seed(seed))
-    return (x - toy_endpoint(seed)).abs().max().item()
-
-
-def test_euler_reaches_the_analytical_endpoint():
-    assert toy_error(euler_sample, 2000) < 2e-3
-    # First order: ten times the steps gives about a tenth of the error.
-    coarse, fine = toy_error(euler_sample, 20), toy_error(euler_sample, 200)
-    assert 5 < coarse / fine < 20
-
-
-def test_heun_is_more_accurate_than_euler():
-    for steps in (5, 10, 20):
-        assert toy_error(heun_sample, steps) < 0.2 * toy_error(euler_sample, steps)
-    # Second order: ten times the steps gives about a hundredth of the error.
-    assert toy_error(heun_sample, 10) / toy_error(heun_sample, 100) > 50
-
-
-def test_euler_maruyama_matches_the_data_distribution():
-    shape = (4000, 2, 3, 3)
-    x = euler_maruyama_sample(toy_velocity, shape, steps=100, device="cpu", dtype=torch.float64,
-                              generator=torch.Generator().manual_seed(0))
-    mean, std = x.mean(dim=0), x.std(dim=0)
-    assert (mean - toy_mu()[0].double()).abs().max() < 0.05  # std of the mean: 0.5 / sqrt(4000) = 0.008
-    assert (std - TOY_S).abs().max() < 0.05
-    # Stochastic: not the deterministic ODE endpoint of the same starting noise.
-    start = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    assert (x - (toy_mu() + TOY_S * start)).abs().mean() > 0.1
-
-
-def test_time_grid():
-    assert time_grid(4, 0.0) == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.0])
-    assert time_grid(3, 0.2) == pytest.approx([1.0, 0.6, 0.2, 0.0])
-
-
-def test_euler_with_t_end_jumps_to_the_clean_estimate():
-    """With an exact field of point data (s -> 0 gives x0 = mu), the last jump x - t v recovers mu exactly."""
-    mu = toy_mu()
-
-    def point_velocity(x, t):  # data = the single point mu: v = (x - mu) / t
-        return (x - mu.to(x)) / t.view(-1, 1, 1, 1)
-
-    x = euler_sample(point_velocity, (4, 2, 3, 3), steps=3, t_end=0.3, device="cpu",
-                     generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(x, mu.expand(4, 2, 3, 3))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Classifier-free guidance
-# ---------------------------------------------------------------------------------------------------------
-
-CLASS_VELOCITY = {0: 1.0, 1: -2.0, 9: 0.5}  # constant velocity per label; 9 is the null class
-
-
-def constant_class_model(calls):
-    def model(x, t, *, y):
-        calls.append((x.shape[0], t[0].item(), y.tolist()))
-        return torch.tensor([CLASS_VELOCITY[int(label)] for label in y]).view(-1, 1, 1, 1).expand_as(x)
-
-    return model
-
-
-def test_cfg_combines_conditional_and_null_predictions():
-    calls = []
-    y = torch.tensor([0, 1])
-    x = euler_sample(constant_class_model(calls), (2, 1, 2, 2), steps=4, device="cpu", y=y, cfg_scale=3.0,
-                     null_class=9, generator=torch.Generator().manual_seed(0))
-    start = torch.randn((2, 1, 2, 2), generator=torch.Generator().manual_seed(0))
-    guided = torch.tensor([0.5 + 3.0 * (1.0 - 0.5), 0.5 + 3.0 * (-2.0 - 0.5)]).view(2, 1, 1, 1)
-    torch.testing.assert_close(x, start - guided)  # constant field: x(0) = x(1) - v
-    assert all(batch == 4 and labels == [0, 1, 9, 9] for batch, _, labels in calls)
-
-
-def test_cfg_only_inside_the_interval():
-    calls = []
-    y = torch.tensor([0, 1])
-    x = euler_sample(constant_class_model(calls), (2, 1, 2, 2), steps=4, device="cpu", y=y, cfg_scale=3.0,
-                     cfg_interval=(0.0, 0.5), null_class=9, generator=torch.Generator().manual_seed(0))
-    # Steps start at t = 1, 0.75 (unguided) and 0.5, 0.25 (guided); each moves by 0.25 * v.
-    start = torch.randn((2, 1, 2, 2), generator=torch.Generator().manual_seed(0))
-    cond = torch.tensor([1.0, -2.0]).view(2, 1, 1, 1)
-    guided = torch.tensor([0.5 + 3.0 * 0.5, 0.5 + 3.0 * -2.5]).view(2, 1, 1, 1)
-    torch.testing.assert_close(x, start - 0.5 * cond - 0.5 * guided)
-    assert [(batch, t) for batch, t, _ in calls] == [(2, 1.0), (2, 0.75), (4, 0.5), (4, 0.25)]
-
-
-def test_no_guidance_at_scale_one():
-    calls = []
-    euler_sample(constant_class_model(calls), (2, 1, 2, 2), steps=2, device="cpu", y=torch.tensor([0, 1]),
-                 null_class=9)
-    assert all(batch == 2 for batch, _, _ in calls)
-
-
-def test_sampler_bad_arguments():
-    with pytest.raises(ValueError, match="needs class labels"):
-        euler_sample(toy_velocity, TOY_SHAPE, device="cpu", cfg_scale=2.0, null_class=0)
-    with pytest.raises(ValueError, match="null_class"):
-        heun_sample(toy_velocity, (2, 1), device="cpu", cfg_scale=2.0, y=torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match="steps"):
-        euler_sample(toy_velocity, TOY_SHAPE, steps=0, device="cpu")
-    with pytest.raises(ValueError, match="cfg_interval"):
-        euler_sample(toy_velocity, TOY_SHAPE, device="cpu", cfg_interval=(0.8, 0.2))
-    with pytest.raises(ValueError, match="t_end"):
-        euler_sample(toy_velocity, TOY_SHAPE, device="cpu", t_end=1.0)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -296,7 +176,9 @@ def test_micro_dit_learns_two_clusters():
     assert last < 0.4 * first, (first, last)
 
     model.eval()
-    samples = euler_sample(model, (64, 4, 8, 8), steps=20, device="cpu", generator=torch.Generator().manual_seed(1))
+    start = torch.randn((64, 4, 8, 8), generator=torch.Generator().manual_seed(1))
+    ctx = SamplingContext(denoiser=model, objective=fm, noise=lambda k: start, shape=start.shape, device="cpu")
+    samples = EulerSampler(steps=20)(ctx)
     noise = torch.randn(64, 4, 8, 8, generator=torch.Generator().manual_seed(2))
 
     def rms_to_nearest_center(x):

@@ -53,6 +53,9 @@ class _CrashingFlowMatching:
         self.calls += 1
         return self.inner.loss(model_fn, x0, **kwargs)
 
+    def __getattr__(self, name):  # the rest of the objective contract (schedule, conversions) is the inner one's
+        return getattr(self.inner, name)
+
 
 def build_objective(params, ctx):
     return _CrashingFlowMatching(params)

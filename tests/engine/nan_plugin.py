@@ -39,6 +39,9 @@ class _NaNFlowMatching:
         self.calls += 1
         return loss, logs
 
+    def __getattr__(self, name):  # the rest of the objective contract (schedule, conversions) is the inner one's
+        return getattr(self.inner, name)
+
 
 @hookimpl
 def specmatch_regularizers():

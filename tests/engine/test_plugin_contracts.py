@@ -304,3 +304,24 @@ def test_in_a_real_run_the_first_step_names_the_denoiser_and_the_regularizer(wri
     result = invoke_cli("--plugin-file", str(path), "run", str(recipe), "--output-dir", str(tmp_path / "b"))
     assert result.exit_code == 1
     assert "Error: regularizer 'per-sample'" in result.output and "got shape (2,)" in result.output
+
+
+def test_an_objective_missing_part_of_its_contract_is_named_before_training():
+    import pytest
+
+    from specmatch.core.specs import ObjectiveSpec, Provider
+    from specmatch.engine.contracts import ComponentContractError, check_objective
+
+    class LossOnly:
+        def loss(self, model_fn, x0, **kwargs): ...
+
+    spec = ObjectiveSpec(name="loss-only", factory=LossOnly,
+                         provider=Provider(distribution="my-dist", version="1.0", plugin="my-dist:plugin"))
+    with pytest.raises(ComponentContractError) as info:
+        check_objective(LossOnly(), spec)
+    message = str(info.value)
+    assert "loss-only" in message and "my-dist" in message
+    assert "alpha_sigma" in message and "to_x0_noise" in message and "t_min" in message
+    from specmatch.diffusion.flow_matching import FlowMatching
+
+    check_objective(FlowMatching(), spec)  # the built-in one is complete

@@ -59,6 +59,9 @@ TINY: dict[tuple[str, str], Any] = {
     ("denoiser_regularizer", "repa"): {"depth": 2, "projector_width": 16},
     ("sampler", "euler"): {"steps": 2},
     ("sampler", "heun"): {"steps": 2},
+    ("sampler", "euler-maruyama"): {"steps": 3, "cfg_scale": 2.0, "guidance_high": 0.7},
+    ("sampler", "ddim"): {"steps": 2, "eta": 0.5},
+    ("sampler", "dpmpp-2m"): {"steps": 3},
     ("discriminator", "patchgan"): {"base_channels": 8, "n_layers": 2},
 }
 
@@ -309,12 +312,23 @@ def check_objective(spec, files):
                                 y=torch.arange(BATCH) % NUM_CLASSES)
     assert loss.dim() == 0 and torch.isfinite(loss) and loss.requires_grad
     assert all(math.isfinite(float(torch.as_tensor(v).detach())) for v in logs.values())
+    # the sampling half of the contract: the exact target converts back to the data and noise of the path
+    assert objective.prediction in ("velocity", "noise", "x0", "v")
+    assert 0.0 <= objective.t_min < objective.t_max <= 1.0
+    x0, noise = x0.double(), torch.randn(x0.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    drawn = objective.draw(x0, noise=noise, generator=torch.Generator().manual_seed(3))
+    x0_hat, noise_hat = objective.to_x0_noise(drawn.target, drawn.x_t, drawn.t)
+    torch.testing.assert_close(x0_hat, x0)
+    torch.testing.assert_close(noise_hat, noise)
 
 
 def check_sampler(spec, files):
+    from specmatch.engine.sampling import PerSampleNoise, SamplingContext
+
     sampler, _ = build(spec, files)
     denoiser, _ = _denoiser(files)
     denoiser.eval()
+    objective, _ = build(one("objective"), files)
     calls = []
 
     def model_fn(x, t, **kwargs):
@@ -323,13 +337,17 @@ def check_sampler(spec, files):
 
     shape = (BATCH, *LATENT)
     y = torch.arange(BATCH) % NUM_CLASSES
-    z = sampler(model_fn, shape, device="cpu", generator=torch.Generator().manual_seed(0), y=y,
-                null_class=NUM_CLASSES)
+
+    def run():
+        ctx = SamplingContext(denoiser=model_fn, objective=objective, shape=shape, device="cpu",
+                              noise=PerSampleNoise(0, range(BATCH), LATENT, device="cpu", dtype=torch.float32),
+                              labels=y, null_class=NUM_CLASSES, guidance=getattr(sampler, "guidance", None))
+        return sampler(ctx)
+
+    z = run()
     assert z.shape == shape and torch.isfinite(z).all()
-    assert calls and calls[0] == pytest.approx(1.0)  # integration starts from noise at t = 1
-    again = sampler(model_fn, shape, device="cpu", generator=torch.Generator().manual_seed(0), y=y,
-                    null_class=NUM_CLASSES)
-    torch.testing.assert_close(again, z)  # the generator is the only source of randomness
+    assert calls and calls[0] == pytest.approx(objective.t_max)  # integration starts from noise
+    torch.testing.assert_close(run(), z)  # the context's noise is the only source of randomness
 
 
 def check_perceptual(spec, files):

@@ -13,12 +13,14 @@ import attrs
 import torch
 from torch import nn
 
+from specmatch.core.errors import SpecmatchError
 from specmatch.core.layout import final_weights
 from specmatch.nn import batch_noise
 
 from ..autoencoder_loss import to_floats
 from ..checkpoint import load_weights, stage_complete
 from ..denoiser_loss import TermSlot, TrainableDenoiser, denoiser_loss, drop_labels
+from ..contracts import check_objective
 from ..run_context import RunContext
 from ..runtime import seed_stage_rng, seeded_init
 from ..training import MetricsLog, StageTrainer, begin_stage, make_optimizer
@@ -39,7 +41,11 @@ def denoiser_stage(run: RunContext, autoencoder: nn.Module, stats: LatentStatsRe
     stage = run.plan.stage("denoiser")
     acc = run.accelerator
     cfg = run.recipe.train.denoiser
-    conditional = cfg.class_conditional and run.upstream.get("num_classes", 0) > 0
+    if cfg.class_conditional and run.upstream.get("num_classes", 0) == 0:
+        raise SpecmatchError(f"{run.resolved.source}: train.denoiser.class_conditional: set, but dataset "
+                             f"{run.recipe.data.name!r} has no class labels (num_classes = 0); label the data "
+                             f"(e.g. image-folder's class_from_subfolder = true) or set it to false")
+    conditional = cfg.class_conditional
     denoiser = run.build("denoiser")
     if stage_complete(stage.folder, stage.key):
         load_weights(denoiser, final_weights(stage.folder))
@@ -109,6 +115,7 @@ def _train(run: RunContext, stage, denoiser: nn.Module, autoencoder, stats: Late
     acc = run.accelerator
     cfg = run.recipe.train.denoiser
     objective = run.build("objective")
+    check_objective(objective, run.resolved.component("objective").spec)
     terms, slots, tap = _terms(run, denoiser)
     trainable = TrainableDenoiser(denoiser, terms, slots, tap)  # the terms' parameters train with it
     teacher = run.upstream.get("alignment") if any("features" in s.needs for s in slots) else None

@@ -23,6 +23,7 @@ from specmatch.metrics.protocols import PROTOCOLS, effective
 from .. import evaluation as E
 from ..data import shard_indices
 from ..evaluation_stream import STATISTICS_FILE, EvaluationStream
+from ..contracts import check_objective
 from ..run_context import RunContext
 from .denoiser import DenoiserResult
 from .latent_stats import LatentStatsResult
@@ -137,12 +138,18 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
         sampler = run.build("sampler")
         num_classes = run.upstream.get("num_classes", 0) if denoiser.conditional else 0
 
+        objective = run.build("objective")
+        check_objective(objective, run.resolved.component("objective").spec)
+
         def _generate_chunk(start: int, stop: int) -> torch.Tensor:
-            """Samples start .. stop - 1, decoded, in [-1, 1], on every process. The one place generation is
-            called: its noise comes from (run seed, start), so a resumed chunk repeats exactly."""
-            return E.generate(acc, sampler, denoiser.model, stats.normalizer, n=stop - start,
-                              latent_shape=stats.latent_shape, batch_size=bs,
-                              seed=run.seed("samples", start), num_classes=num_classes)
+            """Samples start .. stop - 1, decoded, in [-1, 1], on every process. Each sample's noise and label
+            come from (run seed, its index) alone, so a resumed chunk repeats exactly, whatever the batch
+            size or the number of processes."""
+            from ..sampling import generate
+
+            return generate(acc, sampler, denoiser.model, objective, stats.normalizer, indices=range(start, stop),
+                            latent_shape=stats.latent_shape, seed=run.seed("samples"), batch_size=bs,
+                            num_classes=num_classes)
 
         def samples(start: int, stop: int) -> Iterator:
             chunk = _generate_chunk(start, stop)
