@@ -228,7 +228,14 @@ def test_validate_refuses_a_tap_the_unet_does_not_have_and_bad_groups(entry_poin
 @pytest.mark.slow
 def test_demo_recipe_runs_end_to_end_with_repa_metric_and_diagnostic(entry_point, tmp_path):
     out = tmp_path / "run"
-    result = cli("run", str(RECIPE), "--output-dir", str(out))
+    shrink = ["-o", "train.autoencoder.steps=6", "-o", "train.autoencoder.checkpoint_every=6",
+              "-o", "train.denoiser.steps=6", "-o", "train.denoiser.checkpoint_every=6"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # tiny models: one thread avoids oversubscription on a shared machine
+    try:
+        result = cli("run", str(RECIPE), "--output-dir", str(out), *shrink)
+    finally:
+        torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     mse, psnr, l1 = metrics["recon_pixel_mse"], metrics["recon_psnr"], metrics["recon_l1"]
