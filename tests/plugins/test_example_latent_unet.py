@@ -27,6 +27,7 @@ COMPONENTS = [("denoiser", "latent-unet"), ("sampler", "latent-midpoint"), ("met
 def clean_env(pythonpath: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPECMATCH_") and k != "PYTHONPATH"}
     env["HF_HUB_OFFLINE"] = "1"
+    env["OMP_NUM_THREADS"] = "1"   # tiny models: one thread avoids oversubscription on a shared machine
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     return env

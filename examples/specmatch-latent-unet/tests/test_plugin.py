@@ -65,6 +65,14 @@ def cli(*args: str):
     return result
 
 
+def _has_sampling_context() -> bool:
+    try:
+        from specmatch.engine.sampling import SamplingContext  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def build(num_classes=0, latent=(4, 8, 8), **overrides):
     params = plugin.LatentUNetParams(**{"channels": 8, "norm_groups": 4, **overrides})
     ctx = SimpleNamespace(upstream={"latent_shape": latent, "num_classes": num_classes})
@@ -230,6 +238,10 @@ def test_demo_recipe_runs_end_to_end_with_repa_metric_and_diagnostic(entry_point
     out = tmp_path / "run"
     shrink = ["-o", "train.autoencoder.steps=6", "-o", "train.autoencoder.checkpoint_every=6",
               "-o", "train.denoiser.steps=6", "-o", "train.denoiser.checkpoint_every=6"]
+    # with a specmatch whose samplers run in a sampling context, sample with this package's sampler too
+    midpoint = _has_sampling_context()
+    if midpoint:
+        shrink += ["-o", 'sampler.name="latent-midpoint"', "-o", "sampler.params.steps=4"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # tiny models: one thread avoids oversubscription on a shared machine
     try:
@@ -250,3 +262,6 @@ def test_demo_recipe_runs_end_to_end_with_repa_metric_and_diagnostic(entry_point
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     repa = [row["loss/repa"] for row in logged if row.get("stage") == "denoiser" and "loss/repa" in row]
     assert repa and all(math.isfinite(v) for v in repa)   # REPA read the U-Net's decoder feature map
+    assert metrics["gen_samples"] == 16 and (out / "samples.png").exists()
+    if midpoint:
+        assert 'name = "latent-midpoint"' in (out / "recipe.toml").read_text()
