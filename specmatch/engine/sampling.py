@@ -53,7 +53,7 @@ def sample_labels(seed: int, indices: Sequence[int], num_classes: int) -> Tensor
 
 
 class SamplingContext:
-    """Everything a sampler may use for one batch (the sampler contract, ``docs/diffusion.md``)."""
+    """Everything a sampler may use for one batch (the sampler contract, ``docs/plugins.md``)."""
 
     def __init__(self, *, denoiser: Callable[..., Tensor], objective, noise: Callable[[int], Tensor],
                  shape: tuple[int, ...], device, dtype: torch.dtype = torch.float32, labels: Tensor | None = None,
