@@ -25,7 +25,8 @@ from torch import Tensor, nn
 
 from specmatch.denoisers.common import (check_input, check_num_classes, check_tap, check_time,
                                         check_transformer_size, resolve_labels, unpatchify)
-from specmatch.diffusion.dit import TimestepEmbedder, modulate, sincos_2d_position_embedding
+from specmatch.diffusion.dit import (TimestepEmbedder, initialize_adaln_zero, modulate,
+                                    sincos_2d_position_embedding)
 
 #: Width, depth and heads per size (``LightningDiT_{B,L,XL}_*`` in the official model file); micro for CPU.
 LIGHTNINGDIT_PRESETS: dict[str, dict[str, Any]] = {
@@ -138,28 +139,8 @@ class LightningDiT(nn.Module):
         return self.num_classes if self.num_classes > 0 else None
 
     def initialize_weights(self) -> None:
-        """The original's (DiT's): Xavier linears, N(0, 0.02) embeddings, adaLN-Zero and a zero output."""
-
-        def xavier_linear(module: nn.Module) -> None:
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-
-        self.apply(xavier_linear)
-        weight = self.x_embedder.proj.weight.data
-        nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.proj.bias)
-        if self.y_embedder is not None:
-            nn.init.normal_(self.y_embedder.weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
-        for block in self.blocks:
-            nn.init.zeros_(block.adaLN_modulation[-1].weight)
-            nn.init.zeros_(block.adaLN_modulation[-1].bias)
-        for layer in (self.final_layer.adaLN_modulation[-1], self.final_layer.linear):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        """DiT's initialisation (the original's): see :func:`specmatch.diffusion.dit.initialize_adaln_zero`."""
+        initialize_adaln_zero(self)
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, *,
                 return_hidden_at: int | None = None) -> Tensor | tuple[Tensor, Tensor]:

@@ -167,6 +167,38 @@ class FinalLayer(nn.Module):
 # ---------------------------------------------------------------------------------------------------------
 
 
+def initialize_adaln_zero(model: nn.Module) -> None:
+    """DiT's initialisation, shared by the transformers built on its layout (SiT, LightningDiT): Xavier linears,
+    N(0, 0.02) label and time embeddings, zero modulation and output layers.
+
+    ``model`` has ``x_embedder.proj``, ``y_embedder`` (or None), ``t_embedder.mlp``, ``blocks`` with
+    ``adaLN_modulation`` and a ``final_layer`` with ``adaLN_modulation`` and ``linear``.
+    """
+
+    def xavier_linear(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    model.apply(xavier_linear)
+    # The patch projection is a linear map of the flattened patch; initialise it like one.
+    weight = model.x_embedder.proj.weight.data
+    nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
+    nn.init.zeros_(model.x_embedder.proj.bias)
+    if model.y_embedder is not None:
+        nn.init.normal_(model.y_embedder.weight, std=0.02)
+    nn.init.normal_(model.t_embedder.mlp[0].weight, std=0.02)
+    nn.init.normal_(model.t_embedder.mlp[2].weight, std=0.02)
+    # adaLN-Zero: every block starts as the identity and the model output starts at zero.
+    for block in model.blocks:
+        nn.init.zeros_(block.adaLN_modulation[-1].weight)
+        nn.init.zeros_(block.adaLN_modulation[-1].bias)
+    for layer in (model.final_layer.adaLN_modulation[-1], model.final_layer.linear):
+        nn.init.zeros_(layer.weight)
+        nn.init.zeros_(layer.bias)
+
+
 class DiT(nn.Module):
     """Diffusion transformer predicting a velocity (B, C, H, W) from a noisy latent x_t, time t and label y.
 
@@ -244,31 +276,7 @@ class DiT(nn.Module):
     # -- initialisation ---------------------------------------------------------------------------------
 
     def initialize_weights(self) -> None:
-        """DiT's initialisation: Xavier linears, small embeddings, zero modulation and output layers."""
-
-        def xavier_linear(module: nn.Module) -> None:
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-
-        self.apply(xavier_linear)
-        # The patch projection is a linear map of the flattened patch; initialise it like one.
-        weight = self.x_embedder.proj.weight.data
-        nn.init.xavier_uniform_(weight.view(weight.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.proj.bias)
-        if self.y_embedder is not None:
-            nn.init.normal_(self.y_embedder.weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
-        # adaLN-Zero: every block starts as the identity and the model output starts at zero.
-        for block in self.blocks:
-            nn.init.zeros_(block.adaLN_modulation[-1].weight)
-            nn.init.zeros_(block.adaLN_modulation[-1].bias)
-        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].weight)
-        nn.init.zeros_(self.final_layer.adaLN_modulation[-1].bias)
-        nn.init.zeros_(self.final_layer.linear.weight)
-        nn.init.zeros_(self.final_layer.linear.bias)
+        initialize_adaln_zero(self)
 
     def _condition(self, t: Tensor, y: Tensor | None, batch: int) -> Tensor:
         """Conditioning vector c (B, D) = time embedding + label embedding."""
