@@ -64,3 +64,17 @@ def test_terms_follow_their_schedule_and_read_the_tap():
     trainable.slots = [TermSlot(name="m", config=cfg_end, needs=frozenset({"hidden"}))]
     after, _ = denoiser_loss(trainable, trainable, _Objective(), x0, None, step=15, generator=torch.Generator())
     assert after.item() == 2.0  # off from end_step
+
+
+def test_a_class_conditional_run_on_unlabelled_data_stops_with_a_clean_error(tmp_path):
+    from pathlib import Path
+
+    from specmatch.testing import invoke_cli
+
+    smoke = Path(__file__).resolve().parents[2] / "recipes" / "smoke.toml"
+    result = invoke_cli("run", str(smoke), "--output-dir", str(tmp_path / "run"),
+                        "-o", "train.denoiser.class_conditional=true", "-o", "train.autoencoder.steps=1",
+                        "-o", "latent_stats.images=8", "-o", "evaluation.frechet=false")
+    assert result.exit_code == 1, result.output
+    assert "train.denoiser.class_conditional" in result.output and "no class labels" in result.output
+    assert "Traceback" not in result.output
