@@ -311,6 +311,110 @@ def run(ctx: click.Context, recipe: str, overrides: tuple[str, ...], output_dir:
     run_pipeline(resolved, plan, resume=resume)
 
 
+_EXECUTORS = ("local", "slurm", "submitit-local")  # submitit-local: the slurm code path on this machine (tests)
+
+
+def _executor_choice(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if value not in _EXECUTORS:
+        raise click.BadParameter(f"expected local or slurm; got {value!r}")
+    return value
+
+
+def _global_args(ctx: click.Context) -> list[str]:
+    """The global options of this invocation, for the ``specmatch run`` processes a study starts."""
+    s = _settings(ctx)
+    args = [a for f in s["plugin_files"] for a in ("--plugin-file", str(Path(f).resolve()))]
+    args += [a for d in s["disabled"] for a in ("--disable-plugin", d)]
+    args += ["--strict-plugins"] * s["strict"] + ["--allow-recipe-plugins"] * s["allow_recipe_plugins"]
+    return args + ["-v"] * s["verbose"]
+
+
+@main.command()
+@click.argument("study_file", type=click.Path(dir_okay=False))
+@click.option("--output-dir", type=click.Path(file_okay=False),
+              help="The study folder (default: runs/<name>): study.json, cells/, logs/, the report.")
+@click.option("--dry-run", is_flag=True, help="Validate every cell, print the matrix and each cell's plan; run nothing.")
+@click.option("--executor", default="local", show_default=True, callback=_executor_choice, metavar="local|slurm",
+              help="local: cells one after another on this machine; slurm: each cell a Slurm job through submitit.")
+@click.option("--only", "pattern", metavar="PATTERN",
+              help="Only cells whose id or group matches this shell pattern, e.g. 'sdvae/*' or '*/seed-0*' "
+                   "(plus the cells whose autoencoder they reuse).")
+@click.option("--slurm-partition", help="Slurm partition (default: the study's [slurm] partition).")
+@click.option("--slurm-gpus", type=click.IntRange(min=0), help="GPUs per cell (default: [slurm] gpus, 0).")
+@click.option("--slurm-time", type=click.IntRange(min=1), help="Time limit per cell in minutes (default: [slurm] "
+                                                               "time, 240).")
+@click.pass_context
+def study(ctx: click.Context, study_file: str, output_dir: str | None, dry_run: bool, executor: str,
+          pattern: str | None, slurm_partition: str | None, slurm_gpus: int | None, slurm_time: int | None) -> None:
+    """Run a study: every recipe x seed (x denoiser) cell as a run, complete cells reused, then the report.
+
+    A failing cell is reported and the others go on; the exit code is 1 when any cell failed. Rerunning the
+    same command resumes an interrupted study.
+    """
+    from .study.matrix import expand, resolve_cells, select
+    from .study.schema import load_study
+
+    spec = load_study(study_file)
+    out = Path(output_dir) if output_dir else Path("runs") / spec.name
+    cells = select(expand(spec, out), pattern)
+    if not cells:
+        raise SpecmatchError(f"--only {pattern!r} matches no cell of {study_file}")
+
+    def load(recipe: Path, overrides):
+        return _load(ctx, str(recipe), tuple(overrides))
+
+    if dry_run:
+        from .core.plan import make_plan
+
+        resolved = resolve_cells(spec, cells, load)
+        click.echo(f"# study {spec.name}: {len(cells)} cells in {out}" +
+                   (f", baseline {spec.baseline}" if spec.baseline else ""))
+        for cell in cells:
+            plan = make_plan(resolved[cell.cell.id], cell.cell.run_dir)
+            click.echo(f"\n[{cell.cell.id}]  {cell.recipe_file}")
+            click.echo("  " + " ".join(f"-o {o}" for o in cell.overrides))
+            if cell.autoencoder_from:
+                click.echo(f"# autoencoder and latent statistics: from cell {cell.autoencoder_from} "
+                           f"(autoencoder.from_run)")
+                plan = plan.__class__(output_dir=plan.output_dir, stages=tuple(
+                    s for s in plan.stages if s.name not in ("autoencoder", "latent_stats")))
+            click.echo(plan.render())
+        return
+    resolve_cells(spec, [c for c in cells if not c.autoencoder_from], load)  # every mistake before any run
+    from .study.execute import StudyRun, summary_table, write_study_report
+    from .study.executors import LocalExecutor, SubmititExecutor, SubmititSettings
+
+    if executor == "local":
+        runner = LocalExecutor()
+    else:
+        cfg = spec.slurm
+        runner = SubmititExecutor(SubmititSettings(
+            cluster="slurm" if executor == "slurm" else "local", folder=(out / "submitit").resolve(),
+            partition=slurm_partition if slurm_partition is not None else cfg.partition,
+            gpus=slurm_gpus if slurm_gpus is not None else cfg.gpus,
+            minutes=slurm_time if slurm_time is not None else cfg.time, cpus=cfg.cpus, mem_gb=cfg.mem_gb,
+            poll_seconds=0.5 if executor == "submitit-local" else 10.0))
+    outcomes = StudyRun(spec, cells, output_dir=out, load=load, executor=runner, global_args=_global_args(ctx),
+                        echo=click.echo).run()
+    click.echo("\n" + summary_table(outcomes))
+    failed = [o for o in outcomes if o.status == "failed"]
+    if pattern:  # the report covers the whole study: cells outside --only as study.json last saw them
+        from .study.matrix import expand as all_cells
+        from .study.state import StudyState
+
+        state = StudyState(out, spec.name)
+        chosen = {o.cell.id: o for o in outcomes}
+        outcomes = [chosen.get(c.cell.id) or state.outcome(c.cell) for c in all_cells(spec, out)]
+    written = write_study_report(outcomes, spec, out)
+    if written:
+        click.echo("report: " + ", ".join(str(p) for p in written.values()))
+    else:
+        click.echo("Warning: no report written (specmatch.study.report is not available)", err=True)
+    if failed:
+        click.echo(f"Error: {len(failed)} of {len(cells)} cells failed (logs in {out / 'logs'})", err=True)
+        ctx.exit(1)
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.option("--images", type=click.IntRange(min=1), default=256, show_default=True, help="Images analysed (N).")

@@ -1,0 +1,199 @@
+"""``specmatch study``: run every cell of a study, reuse complete ones, keep going past failing ones.
+
+Cells run in two waves: the cells that train their own autoencoder, then the cells that take an autoencoder
+from another cell (``autoencoder.from_run``), whose recipe can only be checked once that autoencoder exists.
+Each cell is the ``specmatch run`` command of its recipe and overrides in its own process (so the engine's
+reuse, resume and run lock apply as they do to any run); this module decides what to start, records every
+outcome in ``study.json`` and prints the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from specmatch.core.errors import RecipeError, SpecmatchError
+from specmatch.core.layout import MARKER_FILE, RunLayout
+
+from .cells import CellOutcome
+from .executors import Job, JobResult, python_command
+from .matrix import CellSpec, Loader
+from .schema import Study
+from .state import StudyState
+
+LOGS_FOLDER = "logs"
+
+
+def _marker_matches(folder: Path, key: str) -> bool:
+    """A stage marker with this key whose recorded files are all there with their sizes (the run itself also
+    checks their hashes: a damaged file found there is resumed or retrained)."""
+    try:
+        meta = json.loads((folder / MARKER_FILE).read_text(encoding="utf-8"))
+        if meta.get("key") != key:
+            return False
+        files = meta.get("files") or {}
+        return all((folder / rel).is_file() and (folder / rel).stat().st_size == rec.get("bytes")
+                   for rel, rec in files.items())
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False
+
+
+def is_complete(plan: Any, record: dict | None) -> bool:
+    """True when the cell completed with the key its recipe has now and its outputs are still there, so
+    it is reused without starting a process."""
+    key = plan.stages[-1].key
+    if not record or record.get("status") not in ("complete", "reused") or record.get("key") != key:
+        return False
+    layout = RunLayout(Path(plan.output_dir))
+    if not (layout.metrics.is_file() and layout.recipe.is_file()):
+        return False
+    for stage in plan.stages:
+        if stage.reused_from is not None:
+            continue
+        if stage.name in ("autoencoder", "denoiser") and not _marker_matches(stage.folder, stage.key):
+            return False
+        if stage.name == "latent_stats" and not _marker_matches(layout.latent_stats_marker, stage.key):
+            return False
+    return True
+
+
+def last_error(log_file: Path, returncode: int) -> str:
+    """One line for a failed cell: the command's ``Error: ...`` line, else how it ended."""
+    try:
+        lines = log_file.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    errors = [line for line in lines if line.startswith("Error:")]
+    if errors:
+        return errors[-1][len("Error:"):].strip()
+    if returncode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}; see {log_file}"
+    return f"exit code {returncode}; see {log_file}"
+
+
+def baseline_group(study: Study) -> str | None:
+    """The report's baseline group: a label alone means its first denoiser's group when there are denoisers."""
+    if not study.baseline:
+        return None
+    if "/" in study.baseline or not study.denoisers:
+        return study.baseline
+    return f"{study.baseline}/{next(iter(study.denoisers))}"
+
+
+class StudyRun:
+    """One invocation of ``specmatch study`` (not a dry run) over the selected cells."""
+
+    def __init__(self, study: Study, specs: list[CellSpec], *, output_dir: Path, load: Loader, executor: Any,
+                 global_args: list[str], echo: Callable[[str], None] = print):
+        self.study, self.specs, self.output_dir = study, specs, Path(output_dir)
+        self.load, self.executor, self.global_args, self.echo = load, executor, global_args, echo
+        self.state = StudyState(self.output_dir, study.name)
+        self.outcomes: dict[str, CellOutcome] = {}
+        self.keys: dict[str, str] = {}
+        self.jobs: dict[str, Job] = {}
+        self.by_id = {s.cell.id: s for s in specs}
+
+    def log_file(self, spec: CellSpec) -> Path:
+        return self.output_dir / LOGS_FOLDER / f"{spec.run_name}.log"
+
+    def finish(self, spec: CellSpec, status: str, *, error: str = "", seconds: float | None = None) -> None:
+        outcome = CellOutcome(cell=spec.cell, status=status, error=error, seconds=seconds)
+        self.outcomes[spec.cell.id] = outcome
+        self.state.record(outcome, self.keys.get(spec.cell.id, "") if status in ("complete", "reused") else "")
+        shown = f"{seconds:.1f} s" if seconds is not None else ""
+        self.echo(f"[{spec.cell.id}] {status} {shown}{': ' + error if error else ''}".rstrip())
+
+    def prepare(self, spec: CellSpec) -> Job | None:
+        """Resolve the cell's recipe and plan; reuse it when complete; otherwise its job (None: decided)."""
+        from specmatch.core.plan import make_plan
+
+        source = None
+        if spec.autoencoder_from:
+            upstream = self.outcomes.get(spec.autoencoder_from) or self.state.outcome(self.by_id[spec.autoencoder_from].cell)
+            if upstream.status not in ("complete", "reused"):
+                self.finish(spec, "failed", error=f"not run: the cell {spec.autoencoder_from} that trains its "
+                                                  f"autoencoder did not complete")
+                return None
+            source = upstream.cell.run_dir
+        overrides = spec.overrides_with(source)
+        try:
+            resolved = self.load(spec.recipe_file, overrides)
+        except RecipeError as exc:
+            first = exc.problems[0].render() if exc.problems else str(exc)
+            self.finish(spec, "failed", error=f"invalid recipe: {first}")
+            return None
+        except SpecmatchError as exc:
+            self.finish(spec, "failed", error=str(exc).splitlines()[0])
+            return None
+        plan = make_plan(resolved, spec.cell.run_dir.resolve())
+        self.keys[spec.cell.id] = plan.stages[-1].key
+        if is_complete(plan, self.state.recorded(spec.cell.id)):
+            self.finish(spec, "reused")
+            return None
+        argv = [*python_command(), *self.global_args, "run", str(spec.recipe_file),
+                *[a for o in overrides for a in ("-o", o)], "--output-dir", str(spec.cell.run_dir.resolve())]
+        outcome = CellOutcome(cell=spec.cell, status="pending")
+        self.outcomes[spec.cell.id] = outcome
+        self.state.record(outcome)
+        return Job(cell_id=spec.cell.id, argv=tuple(argv), log_file=self.log_file(spec))
+
+    def done(self, result: JobResult) -> None:
+        spec = self.by_id[result.cell_id]
+        metrics = RunLayout(spec.cell.run_dir).metrics
+        if result.returncode == 0 and metrics.is_file():
+            self.finish(spec, "complete", seconds=result.seconds)
+        else:
+            error = last_error(self.log_file(spec), result.returncode) if result.returncode else \
+                "the run ended without metrics.json"
+            self.finish(spec, "failed", error=error, seconds=result.seconds)
+
+    def run(self) -> list[CellOutcome]:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        copy = self.output_dir / "study.toml"
+        if not copy.exists() or not copy.samefile(self.study.source):
+            shutil.copyfile(self.study.source, copy)
+        waves = [[s for s in self.specs if not s.autoencoder_from], [s for s in self.specs if s.autoencoder_from]]
+        try:
+            for wave in waves:
+                jobs = [job for spec in wave if (job := self.prepare(spec)) is not None]
+                if jobs:
+                    self.executor.run(jobs, self.done)
+        except KeyboardInterrupt:
+            self.echo("study stopped: cells not finished stay pending; rerun the same command to resume them")
+            raise
+        return [self.outcomes[s.cell.id] for s in self.specs]
+
+
+def summary_table(outcomes: list[CellOutcome]) -> str:
+    rows = [("cell", "status", "seconds", "error")]
+    for o in outcomes:
+        rows.append((o.cell.id, o.status, f"{o.seconds:.1f}" if o.seconds is not None else "-", o.error))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip()
+                     for r in rows)
+
+
+def write_study_report(outcomes: list[CellOutcome], study: Study, output_dir: Path) -> dict[str, Path] | None:
+    """The study's report through :func:`specmatch.study.report.write_report`; None when that module is absent."""
+    try:
+        from . import report
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.report":
+            raise
+        return None
+    return report.write_report(outcomes, output_dir=Path(output_dir), baseline=baseline_group(study),
+                               title=study.name)
+
+
+def elapsed(start: float) -> str:
+    return f"{time.monotonic() - start:.1f} s"
