@@ -185,8 +185,10 @@ def summary_table(outcomes: list[CellOutcome]) -> str:
 
 def write_study_report(outcomes: list[CellOutcome], study: Study, output_dir: Path) -> dict[str, Path] | None:
     """The study's report through :func:`specmatch.study.report.write_report`; None when that module is absent."""
+    import importlib
+
     try:
-        from . import report
+        report = importlib.import_module(f"{__package__}.report")
     except ModuleNotFoundError as exc:
         if exc.name != f"{__package__}.report":
             raise

@@ -50,6 +50,7 @@ def cell_folder(output_dir: Path, recipe: str, seed: int, denoiser: str = "") ->
 def expand(study: Study, output_dir: Path) -> list[CellSpec]:
     """Every cell in run order: an autoencoder's cell comes before the cells that reuse its autoencoder."""
     specs = []
+    output_dir = Path(output_dir).resolve()  # study.json and the report name run folders wherever they run from
     denoisers = list(study.denoisers) or [""]
     for label, recipe in study.recipes.items():
         for seed in study.seeds:

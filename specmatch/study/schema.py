@@ -270,8 +270,6 @@ def load_study(path: str | Path) -> Study:
     denoisers = {}
     for label, entry in parsed.denoisers.items():
         problems += _check_overrides(entry.overrides, f"denoisers.{label}.overrides")
-        if not entry.file and not entry.overrides:
-            problems.append(Problem(f"denoisers.{label}", "give a file, overrides, or both"))
         resolved_denoiser, den_problems = _resolve_denoiser(label, entry, folder)
         problems += den_problems
         if resolved_denoiser is not None:
