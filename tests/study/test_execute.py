@@ -1,0 +1,320 @@
+"""Running a study: waves, from_run wiring, failure isolation, study.json, reuse decisions, the summary and the
+report call (fast, with a stand-in executor); the slow tests run real cells in real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from specmatch.cli import main
+from specmatch.core.layout import MARKER_FILE
+from specmatch.core.plan import make_plan
+from specmatch.core.recipe import load_recipe
+from specmatch.study.cells import Cell, CellOutcome
+from specmatch.study.execute import StudyRun, is_complete, last_error, summary_table
+from specmatch.study.executors import JobResult
+from specmatch.study.matrix import expand
+from specmatch.study.schema import load_study
+from specmatch.study.state import STATE_FILE, StudyState
+
+HERE = Path(__file__).resolve().parent
+
+
+def write_study(tmp_path: Path, body: str, name: str = "study.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+def two_denoiser_study(tmp_path: Path) -> Path:
+    return write_study(tmp_path, f"""
+name = "fake"
+seeds = [0]
+baseline = "a"
+[recipes.a]
+file = "{HERE / 'tiny.toml'}"
+[recipes.b]
+base = "a"
+overrides = ["regularizers[0].weight=1e-3"]
+[denoisers.d1]
+file = "{HERE / 'tiny-denoiser.toml'}"
+[denoisers.d2]
+file = "{HERE / 'tiny-denoiser.toml'}"
+overrides = ["train.denoiser.lr=1e-5"]
+""")
+
+
+class FakeExecutor:
+    """Records the jobs; cells named in ``fail`` exit 1 with an error line, the others write metrics.json and
+    a recipe.toml (enough for the next wave's from_run check) and exit 0."""
+
+    def __init__(self, fail=()):
+        self.fail, self.jobs, self.waves = set(fail), [], []
+
+    def run(self, jobs, on_done):
+        self.waves.append([j.cell_id for j in jobs])
+        for job in jobs:
+            self.jobs.append(job)
+            run_dir = Path(job.argv[job.argv.index("--output-dir") + 1])
+            job.log_file.parent.mkdir(parents=True, exist_ok=True)
+            if job.cell_id in self.fail:
+                job.log_file.write_text("...\nError: internal error: RuntimeError: boom (traceback in run.log)\n")
+                on_done(JobResult(cell_id=job.cell_id, returncode=1, seconds=0.5))
+                continue
+            (run_dir / "autoencoder").mkdir(parents=True, exist_ok=True)
+            (run_dir / "autoencoder" / "model.safetensors").write_bytes(b"x")
+            recipe = load_recipe(job.argv[job.argv.index("run") + 1], ())
+            (run_dir / "recipe.toml").write_text(recipe.to_toml())
+            (run_dir / "metrics.json").write_text("{}")
+            on_done(JobResult(cell_id=job.cell_id, returncode=0, seconds=1.25))
+
+
+def loader(file, overrides):
+    return load_recipe(file, overrides)
+
+
+def test_waves_from_run_and_a_failing_cell(tmp_path):
+    study = load_study(two_denoiser_study(tmp_path))
+    out = tmp_path / "out"
+    specs = expand(study, out)
+    executor = FakeExecutor(fail={"b/seed-0/d1"})
+    lines = []
+    outcomes = StudyRun(study, specs, output_dir=out, load=loader, executor=executor,
+                        global_args=["--plugin-file", "/x/p.py"], echo=lines.append).run()
+    # the autoencoder cells first, then the cells that reuse an autoencoder; a cell whose autoencoder
+    # cell failed is not started
+    assert executor.waves == [["a/seed-0/d1", "b/seed-0/d1"], ["a/seed-0/d2"]]
+    status = {o.cell.id: (o.status, o.error) for o in outcomes}
+    assert status["a/seed-0/d1"] == ("complete", "")
+    assert status["a/seed-0/d2"] == ("complete", "")
+    assert status["b/seed-0/d1"] == ("failed", "internal error: RuntimeError: boom (traceback in run.log)")
+    assert status["b/seed-0/d2"][0] == "failed" and "b/seed-0/d1" in status["b/seed-0/d2"][1]
+    first, second = executor.jobs[0].argv, executor.jobs[2].argv
+    assert first[1:5] == ("-m", "specmatch", "--plugin-file", "/x/p.py") and first[5] == "run"
+    assert not any(a.startswith("autoencoder.from_run") for a in first)
+    assert f'autoencoder.from_run="{(out / "cells" / "a" / "seed-0" / "d1").resolve()}"' in second
+    saved = json.loads((out / STATE_FILE).read_text())["cells"]
+    assert saved["b/seed-0/d1"]["status"] == "failed" and "boom" in saved["b/seed-0/d1"]["error"]
+    assert saved["a/seed-0/d1"]["seconds"] == 1.25 and saved["a/seed-0/d1"]["key"]
+    assert (out / "study.toml").read_text() == study.source.read_text()
+    table = summary_table(outcomes)
+    assert table.splitlines()[0].split() == ["cell", "status", "seconds", "error"]
+    assert "b/seed-0/d1  failed    " in table or "failed" in table.splitlines()[3]
+
+
+def test_cli_exit_code_summary_and_report_call(tmp_path, monkeypatch):
+    calls = []
+    fake_report = types.ModuleType("specmatch.study.report")
+    fake_report.write_report = lambda outcomes, **kw: calls.append((list(outcomes), kw)) or {"md": kw["output_dir"]}
+    monkeypatch.setitem(sys.modules, "specmatch.study.report", fake_report)
+    executor = FakeExecutor(fail={"b/seed-0/d1"})
+    monkeypatch.setattr("specmatch.study.executors.LocalExecutor", lambda: executor)
+    path = two_denoiser_study(tmp_path)
+    result = CliRunner().invoke(main, ["study", str(path), "--output-dir", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    assert "Error: 2 of 4 cells failed" in result.output
+    outcomes, kw = calls[0]
+    assert [o.cell.id for o in outcomes] == ["a/seed-0/d1", "a/seed-0/d2", "b/seed-0/d1", "b/seed-0/d2"]
+    assert kw == {"output_dir": tmp_path / "out", "baseline": "a/d1", "title": "fake"}
+    # --only: the report still covers every cell, those outside --only as study.json last saw them
+    calls.clear()
+    executor = FakeExecutor()
+    monkeypatch.setattr("specmatch.study.executors.LocalExecutor", lambda: executor)
+    result = CliRunner().invoke(main, ["study", str(path), "--output-dir", str(tmp_path / "out"), "--only", "b/*"])
+    assert result.exit_code == 0, result.output
+    assert executor.waves == [["b/seed-0/d1"], ["b/seed-0/d2"]]
+    statuses = {o.cell.id: o.status for o in calls[0][0]}
+    assert statuses == {"a/seed-0/d1": "complete", "a/seed-0/d2": "complete", "b/seed-0/d1": "complete",
+                        "b/seed-0/d2": "complete"}
+
+
+def _complete_run(tmp_path):
+    recipe = load_recipe(HERE / "tiny.toml", ())
+    plan = make_plan(recipe, tmp_path / "run")
+    for stage in plan.stages:
+        folder = stage.folder if stage.name != "latent_stats" else tmp_path / "run" / "autoencoder" / "latent_stats"
+        if stage.name == "evaluation":
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model.safetensors").write_bytes(b"12345")
+        files = {"model.safetensors": {"bytes": 5, "sha256": ""}}
+        (folder / MARKER_FILE).write_text(json.dumps({"key": stage.key, "files": files}))
+    (tmp_path / "run" / "metrics.json").write_text("{}")
+    (tmp_path / "run" / "recipe.toml").write_text("")
+    return plan, {"status": "complete", "key": plan.stages[-1].key}
+
+
+def test_a_cell_is_reused_only_with_its_key_and_its_outputs(tmp_path):
+    plan, record = _complete_run(tmp_path)
+    assert is_complete(plan, record)
+    assert not is_complete(plan, {**record, "key": "other"})  # the recipe changed since
+    assert not is_complete(plan, {**record, "status": "failed"})
+    assert not is_complete(plan, None)
+    (tmp_path / "run" / "autoencoder" / "model.safetensors").write_bytes(b"123")  # truncated weights
+    assert not is_complete(plan, record)
+    plan, record = _complete_run(tmp_path)
+    (tmp_path / "run" / "metrics.json").unlink()
+    assert not is_complete(plan, record)
+
+
+def test_last_error_and_state_file(tmp_path):
+    log = tmp_path / "cell.log"
+    log.write_text("Error: first\nprogress\nError: params.x: expected a number\n")
+    assert last_error(log, 2) == "params.x: expected a number"
+    log.write_text("no error line\n")
+    assert last_error(log, -9).startswith("killed by SIGKILL (out of memory?)")
+    assert last_error(log, 3).startswith("exit code 3")
+    state = StudyState(tmp_path, "s")
+    cell = Cell(recipe="a", seed=1, run_dir=tmp_path / "a")
+    state.record(CellOutcome(cell=cell, status="complete", seconds=2.0), key="k1")
+    state.record(CellOutcome(cell=cell, status="failed", error="e"))  # keeps the key it completed with
+    again = StudyState(tmp_path, "s")
+    assert again.recorded("a/seed-1")["key"] == "k1" and again.outcome(cell).status == "failed"
+    (tmp_path / STATE_FILE).write_text("{not json")
+    assert StudyState(tmp_path, "s").cells == {}  # a damaged file: every cell is checked again
+    assert not list(tmp_path.glob(".study-*"))  # no temporary file left behind
+
+
+# -- real cells in real processes ---------------------------------------------------------------------------
+
+def _env() -> dict:
+    root = str(HERE.parents[1])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+
+
+@pytest.fixture
+def report_calls(monkeypatch):
+    calls = []
+    fake = types.ModuleType("specmatch.study.report")
+    fake.write_report = lambda outcomes, **kw: calls.append(list(outcomes)) or {}
+    monkeypatch.setitem(sys.modules, "specmatch.study.report", fake)
+    monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])
+    return calls
+
+
+@pytest.mark.slow
+def test_real_study_isolates_a_failing_cell_shares_the_autoencoder_and_reuses(tmp_path, report_calls):
+    path = write_study(tmp_path, f"""
+name = "real"
+seeds = [0]
+baseline = "ok"
+[recipes.ok]
+file = "{HERE / 'tiny.toml'}"
+[recipes.boom]
+base = "ok"
+overrides = ["regularizers=[{{ name = 'boom' }}]"]
+[denoisers.d1]
+file = "{HERE / 'tiny-denoiser.toml'}"
+[denoisers.d2]
+file = "{HERE / 'tiny-denoiser.toml'}"
+overrides = ["train.denoiser.lr=1e-5"]
+""")
+    out = tmp_path / "out"
+    args = ["--plugin-file", str(HERE / "boom_plugin.py"), "study", str(path), "--output-dir", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    state = json.loads((out / STATE_FILE).read_text())["cells"]
+    assert state["ok/seed-0/d1"]["status"] == "complete" and state["ok/seed-0/d2"]["status"] == "complete"
+    assert state["boom/seed-0/d1"]["status"] == "failed"
+    assert "RuntimeError: boom" in state["boom/seed-0/d1"]["error"]
+    assert "Traceback" in (out / "cells" / "boom" / "seed-0" / "d1" / "run.log").read_text()
+    assert state["boom/seed-0/d2"]["status"] == "failed"
+    # the second denoiser trained on the first one's autoencoder instead of training its own
+    ok = out / "cells" / "ok" / "seed-0"
+    assert (ok / "d1" / "autoencoder" / "model.safetensors").exists()
+    assert not (ok / "d2" / "autoencoder" / "model.safetensors").exists()
+    assert "reused from" in (ok / "d2" / "run.log").read_text()
+    metrics = {d: json.loads((ok / d / "metrics.json").read_text()) for d in ("d1", "d2")}
+    assert metrics["d1"]["latent_std"] == metrics["d2"]["latent_std"]  # the same latent statistics
+    # a second invocation starts no process for complete cells
+    logs = {p.name: p.stat().st_mtime_ns for p in (out / "logs").iterdir()}
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "[ok/seed-0/d1] reused" in result.output and "[ok/seed-0/d2] reused" in result.output
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "logs").iterdir()}
+    assert after["ok-seed-0-d1.log"] == logs["ok-seed-0-d1.log"] and after["ok-seed-0-d2.log"] == logs["ok-seed-0-d2.log"]
+    assert after["boom-seed-0-d1.log"] != logs["boom-seed-0-d1.log"]  # the failed cell was tried again
+    assert {o.cell.id: o.status for o in report_calls[-1]}["ok/seed-0/d2"] == "reused"
+
+
+def _kill_study_at_checkpoint(cmd: list[str], checkpoints: Path) -> None:
+    proc = subprocess.Popen(cmd, env=_env(), start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if checkpoints.is_dir() and any(p.name.startswith("step_") for p in checkpoints.iterdir()):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the study finished before it could be interrupted"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the study and its cell's process, as an OOM kill or a power cut
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_to_the_same_metrics(tmp_path):
+    body = f"""
+name = "resume"
+seeds = [0]
+overrides = ["train.autoencoder.steps=12", "train.autoencoder.checkpoint_every=4"]
+[recipes.a]
+file = "{HERE / 'tiny.toml'}"
+"""
+    path = write_study(tmp_path, body)
+    cmd = [sys.executable, "-m", "specmatch", "study", str(path), "--output-dir"]
+    killed = tmp_path / "killed"
+    _kill_study_at_checkpoint([*cmd, str(killed)], killed / "cells" / "a" / "seed-0" / "autoencoder" / "checkpoints")
+    assert json.loads((killed / STATE_FILE).read_text())["cells"]["a/seed-0"]["status"] == "pending"
+    resumed = subprocess.run([*cmd, str(killed)], env=_env(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resum" in (killed / "cells" / "a" / "seed-0" / "run.log").read_text()
+    straight = subprocess.run([*cmd, str(tmp_path / "straight")], env=_env(), capture_output=True, text=True,
+                              timeout=600)
+    assert straight.returncode == 0, straight.stdout + straight.stderr
+
+    def numbers(root):
+        m = json.loads((root / "cells" / "a" / "seed-0" / "metrics.json").read_text())
+        return {k: v for k, v in m.items() if isinstance(v, float) and not k.startswith("time_")}
+
+    assert numbers(killed) and numbers(killed) == numbers(tmp_path / "straight")
+
+
+@pytest.mark.slow
+def test_submitit_local_executor_runs_the_cells(tmp_path, report_calls):
+    pytest.importorskip("submitit")
+    path = write_study(tmp_path, f"""
+name = "submitit"
+seeds = [0, 1]
+overrides = ["train.autoencoder.steps=2"]
+[recipes.a]
+file = "{HERE / 'tiny.toml'}"
+""")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["study", str(path), "--output-dir", str(out), "--executor", "submitit-local"])
+    assert result.exit_code == 0, result.output
+    state = json.loads((out / STATE_FILE).read_text())["cells"]
+    assert {k: v["status"] for k, v in state.items()} == {"a/seed-0": "complete", "a/seed-1": "complete"}
+    assert (out / "submitit").is_dir()  # the jobs went through submitit
+    m0, m1 = (json.loads((out / "cells" / "a" / f"seed-{s}" / "metrics.json").read_text()) for s in (0, 1))
+    assert m0["recon_l1"] != m1["recon_l1"]  # two seeds, two runs
+
+
+def test_slurm_without_submitit_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    path = write_study(tmp_path, f'name = "s"\nseeds = [0]\n[recipes.a]\nfile = "{HERE / "tiny.toml"}"\n')
+    result = CliRunner().invoke(main, ["study", str(path), "--output-dir", str(tmp_path / "o"), "--executor", "slurm"])
+    assert result.exit_code == 1
+    assert "Error: --executor slurm needs submitit" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["study", str(path), "--executor", "pbs"])
+    assert result.exit_code == 2 and "expected local or slurm" in result.output
