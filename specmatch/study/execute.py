@@ -25,6 +25,7 @@ from .schema import Study
 from .state import StudyState
 
 LOGS_FOLDER = "logs"
+ANALYSIS_FILE = "analysis.json"  # what `specmatch analyze` writes into a run folder
 
 
 def _marker_matches(folder: Path, key: str) -> bool:
@@ -41,7 +42,7 @@ def _marker_matches(folder: Path, key: str) -> bool:
         return False
 
 
-def is_complete(plan: Any, record: dict | None) -> bool:
+def is_complete(plan: Any, record: dict | None, analysis: bool = False) -> bool:
     """True when the cell completed with the key its recipe has now and its outputs are still there, so
     it is reused without starting a process."""
     key = plan.stages[-1].key
@@ -49,6 +50,8 @@ def is_complete(plan: Any, record: dict | None) -> bool:
         return False
     layout = RunLayout(Path(plan.output_dir))
     if not (layout.metrics.is_file() and layout.recipe.is_file()):
+        return False
+    if analysis and not (layout.root / ANALYSIS_FILE).is_file():
         return False
     for stage in plan.stages:
         if stage.reused_from is not None:
@@ -137,15 +140,19 @@ class StudyRun:
             return None
         plan = make_plan(resolved, spec.cell.run_dir.resolve())
         self.keys[spec.cell.id] = plan.stages[-1].key
-        if is_complete(plan, self.state.recorded(spec.cell.id)):
+        if is_complete(plan, self.state.recorded(spec.cell.id), analysis=self.study.analyze_images > 0):
             self.finish(spec, "reused")
             return None
         argv = [*python_command(), *self.global_args, "run", str(spec.recipe_file),
                 *[a for o in overrides for a in ("-o", o)], "--output-dir", str(spec.cell.run_dir.resolve())]
+        then = ()
+        if self.study.analyze_images:
+            then = ((*python_command(), *self.global_args, "analyze", str(spec.cell.run_dir.resolve()), "--images",
+                     str(self.study.analyze_images)),)
         outcome = CellOutcome(cell=spec.cell, status="pending")
         self.outcomes[spec.cell.id] = outcome
         self.state.record(outcome)
-        return Job(cell_id=spec.cell.id, argv=tuple(argv), log_file=self.log_file(spec))
+        return Job(cell_id=spec.cell.id, argv=tuple(argv), log_file=self.log_file(spec), then=then)
 
     def done(self, result: JobResult) -> None:
         spec = self.by_id[result.cell_id]

@@ -23,8 +23,13 @@ from specmatch.core.errors import SpecmatchError
 @attrs.frozen(kw_only=True)
 class Job:
     cell_id: str
-    argv: tuple[str, ...]
+    argv: tuple[str, ...]  # the cell's `specmatch run` command
     log_file: Path
+    then: tuple[tuple[str, ...], ...] = ()  # commands run after it succeeded (`specmatch analyze`)
+
+    @property
+    def commands(self) -> list[list[str]]:
+        return [list(self.argv), *(list(c) for c in self.then)]
 
 
 @attrs.frozen(kw_only=True)
@@ -34,8 +39,18 @@ class JobResult:
     seconds: float
 
 
+def run_commands(commands: Sequence[Sequence[str]], log_file: str | Path, cwd: str | Path) -> int:
+    """Run a cell's commands in order until one fails; the exit code of the last one run."""
+    code = 0
+    for argv in commands:
+        code = run_command(argv, log_file, cwd)
+        if code:
+            break
+    return code
+
+
 def run_command(argv: Sequence[str], log_file: str | Path, cwd: str | Path) -> int:
-    """Run one cell's command with its output appended to ``log_file``; the exit code (-N: killed by signal N).
+    """Run one command with its output appended to ``log_file``; the exit code (-N: killed by signal N).
 
     Termination of this process (SIGTERM, Ctrl-C) terminates the command too, so a stopped study leaves no
     cell running on behind it.
@@ -75,7 +90,7 @@ class LocalExecutor:
         try:
             for job in jobs:
                 start = time.monotonic()
-                code = run_command(job.argv, job.log_file, os.getcwd())
+                code = run_commands(job.commands, job.log_file, os.getcwd())
                 on_done(JobResult(cell_id=job.cell_id, returncode=code, seconds=time.monotonic() - start))
         except _Stopped as exc:
             raise KeyboardInterrupt(str(exc)) from None
@@ -130,7 +145,7 @@ class SubmititExecutor:
         for job in jobs:
             self.executor.update_parameters(name=job.cell_id.replace("/", "-"))
             submitted.append((job, time.monotonic(),
-                              self.executor.submit(run_command, list(job.argv), str(job.log_file), os.getcwd())))
+                              self.executor.submit(run_commands, job.commands, str(job.log_file), os.getcwd())))
         try:
             for job, start, handle in _as_done(submitted, self.settings.poll_seconds):
                 try:

@@ -90,6 +90,8 @@ class StudyFile:
     seeds: tuple[int, ...] = param(doc="run.seed of each cell, e.g. [0, 1, 2]", ge=0, lt=2**32)
     baseline: str = param("", doc="the recipe label (or label/denoiser) the others are compared with")
     overrides: tuple[str, ...] = param((), doc="-o overrides applied to every recipe before its own")
+    analyze_images: int = param(0, doc="after each cell, `specmatch analyze RUN --images N` (analysis.json: band "
+                                       "spectra, delta-target KLs, low-pass fidelity); 0: not run", ge=0)
     recipes: dict[str, RecipeEntry] = param(doc="[recipes.<label>] tables")
     denoisers: dict[str, DenoiserEntry] = param(factory=dict, doc="[denoisers.<label>] tables")
     slurm: SlurmConfig = param(factory=SlurmConfig, doc="defaults of --executor slurm")
@@ -113,6 +115,7 @@ class Study:
     seeds: tuple[int, ...]
     baseline: str
     overrides: tuple[str, ...]
+    analyze_images: int
     recipes: dict[str, RecipeSource]
     denoisers: dict[str, "DenoiserSource"]
     slurm: SlurmConfig
@@ -283,6 +286,6 @@ def load_study(path: str | Path) -> Study:
     if problems:
         raise StudyError(str(source), problems)
     return Study(name=parsed.name, source=source, seeds=parsed.seeds, baseline=parsed.baseline,
-                 overrides=parsed.overrides,
+                 overrides=parsed.overrides, analyze_images=parsed.analyze_images,
                  recipes={label: recipes[label] for label in parsed.recipes}, denoisers=denoisers,
                  slurm=parsed.slurm)

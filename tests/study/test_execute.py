@@ -101,6 +101,7 @@ def test_waves_from_run_and_a_failing_cell(tmp_path):
     first, second = executor.jobs[0].argv, executor.jobs[2].argv
     assert first[1:5] == ("-m", "specmatch", "--plugin-file", "/x/p.py") and first[5] == "run"
     assert not any(a.startswith("autoencoder.from_run") for a in first)
+    assert executor.jobs[0].then == ()  # no `specmatch analyze` unless the study asks for it
     assert f'autoencoder.from_run="{(out / "cells" / "a" / "seed-0" / "d1").resolve()}"' in second
     saved = json.loads((out / STATE_FILE).read_text())["cells"]
     assert saved["b/seed-0/d1"]["status"] == "failed" and "boom" in saved["b/seed-0/d1"]["error"]
@@ -109,6 +110,16 @@ def test_waves_from_run_and_a_failing_cell(tmp_path):
     table = summary_table(outcomes)
     assert table.splitlines()[0].split() == ["cell", "status", "seconds", "error"]
     assert "b/seed-0/d1  failed    " in table or "failed" in table.splitlines()[3]
+
+
+def test_analyze_after_each_cell_when_asked(tmp_path):
+    path = write_study(tmp_path, f'name = "s"\nseeds = [0]\nanalyze_images = 16\n[recipes.a]\nfile = "{HERE / "tiny.toml"}"\n')
+    study = load_study(path)
+    executor = FakeExecutor()
+    StudyRun(study, expand(study, tmp_path / "out"), output_dir=tmp_path / "out", load=loader, executor=executor,
+             global_args=[], echo=lambda line: None).run()
+    (then,) = executor.jobs[0].then
+    assert then[-4:] == ("analyze", str((tmp_path / "out" / "cells" / "a" / "seed-0").resolve()), "--images", "16")
 
 
 def test_cli_exit_code_summary_and_report_call(tmp_path, monkeypatch):
