@@ -261,12 +261,17 @@ def validate(ctx: click.Context, recipes: tuple[str, ...], overrides: tuple[str,
     sizes), adaptive-weight layers, trackers, and that every file the run reads exists.
     """
     from .core.errors import RecipeError
+    from .study.schema import StudyError, is_study_file
 
     failed = 0
     for recipe in recipes:
         try:
+            if is_study_file(Path(recipe)):  # a study: every cell's recipe, as `specmatch study --dry-run`
+                n = _validate_study(ctx, recipe, overrides, check_files=not no_file_checks)
+                click.echo(f"{recipe}: ok (study, {n} cells)")
+                continue
             resolved = _load(ctx, recipe, overrides, check_files=not no_file_checks)
-        except RecipeError as exc:
+        except (RecipeError, StudyError) as exc:
             failed += 1
             click.echo(f"Error: {exc}", err=True)
             continue
@@ -275,6 +280,17 @@ def validate(ctx: click.Context, recipes: tuple[str, ...], overrides: tuple[str,
         click.echo(f"{recipe}: ok")
     if failed:
         ctx.exit(2)
+
+
+def _validate_study(ctx: click.Context, path: str, overrides: tuple[str, ...], *, check_files: bool) -> int:
+    """Check a study file and every cell's recipe (``-o`` overrides go to every cell); the number of cells."""
+    from .study.matrix import expand, resolve_cells
+    from .study.schema import load_study
+
+    spec = load_study(path)
+    cells = expand(spec, Path("runs") / spec.name)
+    resolve_cells(spec, cells, lambda recipe, ov: _load(ctx, str(recipe), (*ov, *overrides), check_files=check_files))
+    return len(cells)
 
 
 @main.command()
@@ -380,7 +396,7 @@ def study(ctx: click.Context, study_file: str, output_dir: str | None, dry_run: 
                     s for s in plan.stages if s.name not in ("autoencoder", "latent_stats")))
             click.echo(plan.render())
         return
-    resolve_cells(spec, [c for c in cells if not c.autoencoder_from], load)  # every mistake before any run
+    resolve_cells(spec, cells, load)  # every mistake before any cell runs
     from .study.execute import StudyRun, summary_table, write_study_report
     from .study.executors import LocalExecutor, SubmititExecutor, SubmititSettings
 

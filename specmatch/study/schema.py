@@ -241,6 +241,14 @@ def _resolve_denoiser(label: str, entry: DenoiserEntry, folder: Path) -> tuple[D
     return DenoiserSource(label=label, file=file, tables=tables, overrides=entry.overrides), []
 
 
+def is_study_file(path: Path) -> bool:
+    """A TOML file with top-level ``seeds`` and ``recipes`` (a recipe has neither), so ``validate`` can take both."""
+    if path.suffix != ".toml" or not path.is_file():
+        return False
+    data, _ = read_toml(path)
+    return isinstance(data, dict) and "seeds" in data and "recipes" in data
+
+
 def load_study(path: str | Path) -> Study:
     """Read and check a study file (not yet its cells' recipes). Raises :class:`StudyError`."""
     source = Path(path)

@@ -138,3 +138,13 @@ def test_shipped_studies_pass_a_dry_run(study, tmp_path):
     result = CliRunner().invoke(main, ["study", str(study), "--dry-run", "--output-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("# study ")
+
+
+def test_validate_takes_study_files_too(tmp_path):
+    good = ROOT / "recipes" / "studies" / "cpu-denoisers.toml"
+    result = CliRunner().invoke(main, ["validate", str(good), str(ROOT / "recipes" / "smoke.toml")])
+    assert result.exit_code == 0, result.output
+    assert f"{good}: ok (study, 4 cells)" in result.output
+    result = CliRunner().invoke(main, ["validate", str(good), "-o", "train.denoiser.steps=-1"])
+    assert result.exit_code == 2
+    assert "sdvae/seed-0/sit: train.denoiser.steps: expected a value >= 0; got -1" in result.output
