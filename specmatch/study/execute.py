@@ -42,10 +42,16 @@ def _marker_matches(folder: Path, key: str) -> bool:
         return False
 
 
-def is_complete(plan: Any, record: dict | None, analysis: bool = False) -> bool:
-    """True when the cell completed with the key its recipe has now and its outputs are still there, so
-    it is reused without starting a process."""
-    key = plan.stages[-1].key
+def _hash(*parts: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def is_complete(plan: Any, record: dict | None, analysis: bool = False, key: str = "") -> bool:
+    """True when the cell completed with the key its recipe has now (``key``; default: its last stage's) and
+    its outputs are still there, so it is reused without starting a process."""
+    key = key or plan.stages[-1].key
     if not record or record.get("status") not in ("complete", "reused") or record.get("key") != key:
         return False
     layout = RunLayout(Path(plan.output_dir))
@@ -103,6 +109,7 @@ class StudyRun:
         self.state = StudyState(self.output_dir, study.name)
         self.outcomes: dict[str, CellOutcome] = {}
         self.keys: dict[str, str] = {}
+        self.latent_keys: dict[str, str] = {}
         self.jobs: dict[str, Job] = {}
         self.by_id = {s.cell.id: s for s in specs}
 
@@ -139,8 +146,14 @@ class StudyRun:
             self.finish(spec, "failed", error=str(exc).splitlines()[0])
             return None
         plan = make_plan(resolved, spec.cell.run_dir.resolve())
-        self.keys[spec.cell.id] = plan.stages[-1].key
-        if is_complete(plan, self.state.recorded(spec.cell.id), analysis=self.study.analyze_images > 0):
+        self.latent_keys[spec.cell.id] = plan.stages[1].key  # latent statistics: hashes the autoencoder's key too
+        key = plan.stages[-1].key
+        if spec.autoencoder_from:
+            # the engine keys a from_run autoencoder by its folder only; the study also keys the cell by what
+            # that folder's autoencoder was trained from, so a retrained autoencoder is not taken as complete
+            key = _hash(key, self.latent_keys.get(spec.autoencoder_from, ""))
+        self.keys[spec.cell.id] = key
+        if is_complete(plan, self.state.recorded(spec.cell.id), analysis=self.study.analyze_images > 0, key=key):
             self.finish(spec, "reused")
             return None
         argv = [*python_command(), *self.global_args, "run", str(spec.recipe_file),

@@ -329,3 +329,18 @@ def test_slurm_without_submitit_is_a_clear_error(tmp_path, monkeypatch):
     assert "Error: --executor slurm needs submitit" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(main, ["study", str(path), "--executor", "pbs"])
     assert result.exit_code == 2 and "expected local or slurm" in result.output
+
+
+def test_a_retrained_autoencoder_invalidates_the_cells_that_reuse_it(tmp_path):
+    keys = []
+    for steps in (2, 3):
+        body = two_denoiser_study(tmp_path).read_text().replace(
+            'baseline = "a"', f'baseline = "a"\noverrides = ["train.autoencoder.steps={steps}"]')
+        study = load_study(write_study(tmp_path, body, f"s{steps}.toml"))
+        run = StudyRun(study, expand(study, tmp_path / "out"), output_dir=tmp_path / "out", load=loader,
+                       executor=FakeExecutor(), global_args=[], echo=lambda line: None)
+        run.run()
+        keys.append(run.keys)
+    # the engine keys a from_run autoencoder by its folder, which did not move; the study's key still changes
+    assert keys[0]["a/seed-0/d1"] != keys[1]["a/seed-0/d1"]
+    assert keys[0]["a/seed-0/d2"] != keys[1]["a/seed-0/d2"]
