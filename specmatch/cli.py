@@ -392,8 +392,10 @@ def study(ctx: click.Context, study_file: str, output_dir: str | None, dry_run: 
             if cell.autoencoder_from:
                 click.echo(f"# autoencoder and latent statistics: from cell {cell.autoencoder_from} "
                            f"(autoencoder.from_run)")
-                plan = plan.__class__(output_dir=plan.output_dir, stages=tuple(
-                    s for s in plan.stages if s.name not in ("autoencoder", "latent_stats")))
+                import attrs
+
+                plan = attrs.evolve(plan, stages=tuple(s for s in plan.stages
+                                                       if s.name not in ("autoencoder", "latent_stats")))
             click.echo(plan.render())
         return
     resolve_cells(spec, cells, load)  # every mistake before any cell runs
