@@ -1,0 +1,98 @@
+"""The report files from synthetic run folders: table contents, significance marks, missing cells, an HTML file
+that holds everything it shows (no network), escaped text, and the recipe diff."""
+
+import base64
+import csv
+import io
+import math
+import re
+
+import pytest
+from PIL import Image
+
+from specmatch.study.cells import Cell, CellOutcome
+from specmatch.study.report import write_report
+from tests.study.run_folders import write_run
+
+# gen_fid per recipe and seed: "esm" is lower than "sdvae" at every seed by 5, 6, 8 (a consistent improvement)
+FID = {"sdvae": [50.0, 52.0, 51.0], "esm": [45.0, 46.0, 43.0]}
+SLOPE = {"sdvae": -1.0, "esm": -0.6}
+
+
+def study(tmp_path, *, extra=()):
+    outcomes = []
+    for recipe, fids in FID.items():
+        for seed, fid in enumerate(fids):
+            run = write_run(tmp_path / "cells" / recipe, f"seed-{seed}", seed=seed, gen_fid=fid, psnr=20.0 + seed,
+                            latent_slope=SLOPE[recipe] - 0.01 * seed,
+                            latent_channels=4 if recipe == "sdvae" else 8)
+            outcomes.append(CellOutcome(cell=Cell(recipe=recipe, seed=seed, run_dir=run), status="complete"))
+    return outcomes + list(extra)
+
+
+FAILED = CellOutcome(cell=Cell(recipe="esm", seed=7, run_dir="/nowhere"), status="failed",
+                     error="RuntimeError: <boom> & co")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("study")
+    return write_report(study(tmp, extra=[FAILED]), output_dir=tmp / "out", baseline="sdvae",
+                        title="CPU study <script>alert(1)</script>")
+
+
+def test_results_csv(report):
+    rows = list(csv.DictReader(report["csv"].open()))
+    by = {(r["group"], r["metric"]): r for r in rows}
+    metrics = {"gen_fid", "gen_kid", "recon_psnr", "spectrum_kl_delta1", "spectrum_latent_slope"}
+    assert set(by) == {(g, m) for g in FID for m in metrics}
+    base = by["sdvae", "gen_fid"]
+    assert base["n"] == "3" and float(base["mean"]) == pytest.approx(51.0) and float(base["sd"]) == pytest.approx(1.0)
+    assert float(base["ci_high"]) == pytest.approx(51.0 + 4.302652729911275 / math.sqrt(3))
+    assert base["diff_vs_baseline"] == "" and base["p"] == "" and base["rank"] == "2"
+    esm = by["esm", "gen_fid"]
+    assert float(esm["diff_vs_baseline"]) == pytest.approx(-19 / 3) and esm["rank"] == "1"
+    assert 0 < float(esm["p"]) < 0.05 and esm["significant"] == "true" and esm["direction"] == "lower"
+    assert by["esm", "spectrum_latent_slope"]["rank"] == ""  # no known direction
+
+
+def test_report_markdown(report):
+    md = report["md"].read_text()
+    line = next(l for l in md.splitlines() if l.startswith("| gen_fid | esm |"))
+    assert line.rstrip(" |").endswith("1") and "| ** |" in line  # one test per metric: Holm leaves p alone
+    assert "esm/seed-7 (failed): RuntimeError: <boom> & co" in md
+    # Spearman by hand: kl ranks 4 5 6 1 2 3 (sdvae, esm), gen_fid ranks 4 6 5 2 3 1; sum d^2 = 8
+    rho = 1 - 6 * 8 / (6 * (6 ** 2 - 1))
+    assert f"| spectrum_kl_delta1 | {rho:.3f} |" in md and f"| spectrum_latent_slope | {-rho:.3f} |" in md
+
+
+def test_html_is_self_contained_and_escaped(report):
+    text = report["html"].read_text()
+    assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "&lt;boom&gt; &amp; co" in text
+    assert not re.search(r"https?://", text) and "<link" not in text
+    sources = re.findall(r'<img [^>]*src="([^"]+)"', text)
+    # spectra, curves, two grids for each of two groups, two diagnostic scatters
+    assert len(sources) == 1 + 1 + 4 + 2
+    for src in sources:
+        assert src.startswith("data:image/png;base64,")
+        image = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        assert image.width > 10 and image.height > 10
+    assert "autoencoder.params.latent_channels" in text  # the recipe diff against the baseline
+    assert "<td>spectrum_kl_delta1</td><td>0.771</td>" in text  # the Spearman table beside the scatters
+
+
+def test_a_study_without_results_still_reports(tmp_path):
+    paths = write_report([FAILED], output_dir=tmp_path / "out", baseline="sdvae", title="t")
+    md = paths["md"].read_text()
+    assert "esm/seed-7 (failed)" in md and "baseline 'sdvae' has no results" in md
+    assert paths["html"].is_file() and list(csv.reader(paths["csv"].open()))[1:] == []
+
+
+def test_unknown_baseline_and_unpaired_seeds(tmp_path):
+    outcomes = study(tmp_path)
+    lonely = write_run(tmp_path / "cells" / "esm", "seed-5", seed=5, gen_fid=40.0, psnr=20.0, latent_slope=-0.6)
+    outcomes.append(CellOutcome(cell=Cell(recipe="esm", seed=5, run_dir=lonely), status="reused"))
+    md = write_report(outcomes, output_dir=tmp_path / "out", baseline="sdvae", title="t")["md"].read_text()
+    assert "esm: seeds [5] have no partner" in md
+    assert "| gen_fid | esm | 4 |" in md
