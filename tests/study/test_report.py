@@ -96,3 +96,35 @@ def test_unknown_baseline_and_unpaired_seeds(tmp_path):
     md = write_report(outcomes, output_dir=tmp_path / "out", baseline="sdvae", title="t")["md"].read_text()
     assert "esm: seeds [5] have no partner" in md
     assert "| gen_fid | esm | 4 |" in md
+
+
+def test_compare_writes_the_report(tmp_path):
+    from specmatch.testing import invoke_cli
+
+    a = write_run(tmp_path, "ae-small", seed=0, gen_fid=50.0, psnr=20.0, latent_slope=-1.0)
+    b = write_run(tmp_path, "ae-wide", seed=0, gen_fid=45.0, psnr=21.0, latent_slope=-0.6, latent_channels=8)
+    out = tmp_path / "report"
+    result = invoke_cli("compare", str(a), str(b), "--report", str(out), "--baseline", "ae-small")
+    assert result.exit_code == 0, result.output
+    assert "gen_fid" in result.output  # the side-by-side table still prints
+    rows = {(r["group"], r["metric"]): r for r in csv.DictReader((out / "results.csv").open())}
+    wide = rows["ae-wide", "gen_fid"]
+    assert wide["n"] == "1" and wide["ci_low"] == "" and float(wide["diff_vs_baseline"]) == -5.0
+    assert wide["p"] == ""  # one pair: no test
+    assert "one seed: no interval" in (out / "report.md").read_text()
+    assert "autoencoder.params.latent_channels" in (out / "report.html").read_text()
+
+
+def test_compare_report_input_errors(tmp_path):
+    from specmatch.testing import invoke_cli
+
+    a = write_run(tmp_path, "a", seed=0, gen_fid=50.0, psnr=20.0, latent_slope=-1.0)
+    result = invoke_cli("compare", str(a), "--report", str(tmp_path / "r"), "--baseline", "zzz")
+    assert result.exit_code != 0 and "--baseline 'zzz' is not one of the runs" in result.output
+    (a / "recipe.toml").write_text('[run]\nseed = "zero"\n')
+    result = invoke_cli("compare", str(a), "--report", str(tmp_path / "r"))
+    assert result.exit_code != 0 and "recipe.toml: run.seed must be an integer" in result.output
+    twin = write_run(tmp_path / "other", "a", seed=0, gen_fid=1.0, psnr=1.0, latent_slope=-1.0)
+    (a / "recipe.toml").write_text('[run]\nseed = 0\n')
+    result = invoke_cli("compare", str(a), str(twin), "--report", str(tmp_path / "r"))
+    assert result.exit_code != 0 and "runs share a folder name (a)" in result.output
