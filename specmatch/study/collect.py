@@ -21,7 +21,8 @@ from .cells import CellOutcome
 
 # metrics.json keys that count things rather than measure quality: kept out of the statistics
 COUNT_KEYS = frozenset({"processes", "gen_n", "gen_samples", "recon_images", "rn"})
-# metrics.json keys written by the evaluation stage's diagnostics (spectrum KLs and slopes, low-pass fidelity)
+# metrics.json keys of the built-in diagnostics (spectrum KLs and slopes, low-pass fidelity), for a metrics.json
+# without provenance
 DIAGNOSTIC_PREFIXES = ("spectrum_", "lowpass_")
 # run-folder JSON files that are not diagnostic reports
 NOT_DIAGNOSTIC_FILES = frozenset({"metrics.json", "analysis.json", "study.json"})
@@ -58,19 +59,12 @@ def collect_cell(outcome: CellOutcome) -> CellData:
         return CellData(outcome=outcome)
     layout = RunLayout(Path(outcome.cell.run_dir))
     problems: list[str] = []
-    metrics, timings, diagnostics = {}, {}, {}
+    metrics, timings, diagnostics, evaluated = {}, {}, {}, {}
 
     flat = _read_json(layout.metrics, problems)
     if isinstance(flat, dict):
-        for key, value in flat.items():
-            if key == "provenance" or key in COUNT_KEYS or not is_number(value):
-                continue
-            if key.startswith("time_"):
-                timings[key] = float(value)
-            elif key.startswith(DIAGNOSTIC_PREFIXES):
-                diagnostics[key] = float(value)
-            else:
-                metrics[key] = float(value)
+        metrics, timings, evaluated = split_metrics(flat)
+        diagnostics.update(evaluated)
     elif layout.root.is_dir() and not layout.metrics.is_file():
         problems.append(f"{layout.metrics}: missing (the run has not finished its evaluation stage)")
 
@@ -78,25 +72,49 @@ def collect_cell(outcome: CellOutcome) -> CellData:
     if analysis.is_file():
         diagnostics.update(analysis_scalars(_read_json(analysis, problems)))
 
-    spectrum = None
+    # diagnostic report files: the evaluation stage put their scalars into metrics.json already; read numbers
+    # from them only when metrics.json has none (a run whose metrics.json is missing or older)
+    spectrum, from_files = None, {}
     for path in sorted(layout.root.glob("*.json")):
         if path.name in NOT_DIAGNOSTIC_FILES:
             continue
         report = _read_json(path, problems)
         if not isinstance(report, dict):
             continue
-        if path == layout.spectrum:
-            spectrum = report if _is_spectrum(report) else None
-            if not any(k.startswith("spectrum_") for k in diagnostics):  # metrics.json normally holds these
-                diagnostics.update(spectrum_scalars(report, prefix="spectrum_"))
-        elif not any(k.startswith(path.stem) for k in diagnostics):
-            diagnostics.update(numeric_leaves(report, prefix=f"{path.stem}_"))
+        if _is_spectrum(report):
+            spectrum = report if path == layout.spectrum or spectrum is None else spectrum
+            from_files.update(spectrum_scalars(report, prefix="spectrum_"))
+        else:
+            from_files.update(numeric_leaves(report, prefix=f"{path.stem.replace('-', '_')}_"))
+    if not evaluated:
+        diagnostics.update({k: v for k, v in from_files.items() if k not in diagnostics})
 
     return CellData(outcome=outcome, metrics=metrics, timings=timings, diagnostics=diagnostics, spectrum=spectrum,
                     curves=_read_curves(layout.curves, problems),
                     grids={name: path for name, path in (("reconstructions", layout.reconstructions_grid),
                                                          ("samples", layout.samples_grid)) if path.is_file()},
                     recipe=_read_recipe(layout.recipe, problems), problems=problems)
+
+
+def split_metrics(flat: dict[str, Any]) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """(metrics, timings, diagnostic scalars) of metrics.json's numbers; counts and labels are left out.
+
+    The evaluation stage stamps every metric it computes in ``provenance`` and adds its diagnostics' scalars
+    without a stamp, so an unstamped number is a diagnostic. A metrics.json without provenance falls back to
+    the names of the built-in diagnostics (``spectrum_*``, ``lowpass_*``).
+    """
+    stamped = flat.get("provenance") if isinstance(flat.get("provenance"), dict) else None
+    metrics, timings, diagnostics = {}, {}, {}
+    for key, value in flat.items():
+        if key == "provenance" or key in COUNT_KEYS or not is_number(value):
+            continue
+        if key.startswith("time_"):
+            timings[key] = float(value)
+        elif key.startswith(DIAGNOSTIC_PREFIXES) if not stamped else key not in stamped:
+            diagnostics[key] = float(value)
+        else:
+            metrics[key] = float(value)
+    return metrics, timings, diagnostics
 
 
 def analysis_scalars(report: Any) -> dict[str, float]:

@@ -44,7 +44,8 @@ def write_run(root: Path, name: str, *, seed: int, gen_fid: float, psnr: float, 
     metrics = {"protocol": "custom", "gen_fid": gen_fid, "gen_kid": gen_fid / 100, "recon_psnr": psnr,
                "gen_n": 64.0, "processes": 1, "time_autoencoder_s": 3.5,
                "spectrum_kl_delta1": spec["targets"]["1"]["kl_to_latent"], "spectrum_latent_slope": latent_slope,
-               "provenance": {"gen_fid": {"protocol": "custom", "network": "tiny", "n": 64}}}
+               "provenance": {key: {"protocol": "custom", "network": "tiny", "n": 64}
+                              for key in ("gen_fid", "gen_kid", "recon_psnr")}}
     run.joinpath("metrics.json").write_text(json.dumps(metrics))
     run.joinpath("spectrum.json").write_text(json.dumps(spec))
     rows = [{"stage": stage, "step": step, "loss/total": 1.0 / step + gen_fid / 1000, "time/step_seconds": 0.1}

@@ -68,3 +68,26 @@ def test_failed_and_missing_cells(tmp_path):
     (tmp_path / "empty").mkdir()
     data = collect_cell(outcome(tmp_path / "empty"))
     assert data.values() == {} and any("missing" in p for p in data.problems)
+
+
+def test_unstamped_numbers_of_metrics_json_are_diagnostics(tmp_path):
+    run = write_run(tmp_path, "r", seed=0, gen_fid=30.0, psnr=24.0, latent_slope=-0.7)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["my_diagnostic_score"] = 0.25  # a third-party diagnostic's scalar: no provenance stamp
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    data = collect_cell(outcome(run))
+    assert data.diagnostics["my_diagnostic_score"] == 0.25 and "my_diagnostic_score" not in data.metrics
+    del metrics["provenance"]  # an older metrics.json: the built-in diagnostics' names decide
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    data = collect_cell(outcome(run))
+    assert set(data.diagnostics) == {"spectrum_kl_delta1", "spectrum_latent_slope"}
+    assert "my_diagnostic_score" in data.metrics
+
+
+def test_report_files_stand_in_for_a_missing_metrics_json(tmp_path):
+    run = write_run(tmp_path, "r", seed=0, gen_fid=30.0, psnr=24.0, latent_slope=-0.7)
+    (run / "metrics.json").unlink()
+    (run / "lowpass.json").write_text(json.dumps({"lowpass_psnr_k2": 28.0, "levels": [0, 2]}))
+    data = collect_cell(outcome(run))
+    assert data.metrics == {} and data.diagnostics["spectrum_latent_slope"] == -0.7
+    assert data.diagnostics["lowpass_lowpass_psnr_k2"] == 28.0
