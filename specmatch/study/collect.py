@@ -21,6 +21,9 @@ from .cells import CellOutcome
 
 # metrics.json keys that count things rather than measure quality: kept out of the statistics
 COUNT_KEYS = frozenset({"processes", "gen_n", "gen_samples", "recon_images", "rn"})
+# metrics.json numbers without a provenance stamp that are not diagnostics: the latent statistics' scale
+# (engine/pipeline.py), kept as metrics
+LATENT_STATISTICS = frozenset({"latent_mean", "latent_std"})
 # metrics.json keys of the built-in diagnostics (spectrum KLs and slopes, low-pass fidelity), for a metrics.json
 # without provenance
 DIAGNOSTIC_PREFIXES = ("spectrum_", "lowpass_")
@@ -110,11 +113,17 @@ def split_metrics(flat: dict[str, Any]) -> tuple[dict[str, float], dict[str, flo
             continue
         if key.startswith("time_"):
             timings[key] = float(value)
-        elif key.startswith(DIAGNOSTIC_PREFIXES) if not stamped else key not in stamped:
+        elif _is_diagnostic(key, stamped):
             diagnostics[key] = float(value)
         else:
             metrics[key] = float(value)
     return metrics, timings, diagnostics
+
+
+def _is_diagnostic(key: str, stamped: dict | None) -> bool:
+    if not stamped:
+        return key.startswith(DIAGNOSTIC_PREFIXES)
+    return key not in stamped and key not in LATENT_STATISTICS
 
 
 def analysis_scalars(report: Any) -> dict[str, float]:

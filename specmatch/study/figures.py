@@ -34,12 +34,13 @@ def _png(fig) -> bytes:
 
 def spectra_figure(cells: Sequence[CellData]) -> bytes | None:
     """Every autoencoder's latent band distribution (mean over its seeds) over the delta targets (dashed)."""
-    by_recipe: dict[str, list[list[float]]] = defaultdict(list)
+    by_recipe: dict[str, dict[int, list[float]]] = defaultdict(dict)
     reference = None
     for data in cells:
         if data.spectrum is None:
             continue
-        by_recipe[data.cell.recipe].append(data.spectrum["latent"]["mean"])
+        # several denoisers on one autoencoder share its spectrum: one entry per autoencoder and seed
+        by_recipe[data.cell.recipe][data.cell.seed] = data.spectrum["latent"]["mean"]
         reference = reference or data.spectrum
     if reference is None:
         return None
@@ -53,7 +54,8 @@ def spectra_figure(cells: Sequence[CellData]) -> bytes | None:
         if float(delta) != 0:
             ax.plot(k, target["mean"], linestyle="--", color="grey", linewidth=1 + float(delta),
                     label=f"target delta={delta}")
-    for recipe, dists in sorted(by_recipe.items()):
+    for recipe, by_seed in sorted(by_recipe.items()):
+        dists = list(by_seed.values())
         mean = np.mean(np.asarray(dists, dtype=float), axis=0)
         ax.plot(k, mean, linewidth=2, marker="o", markersize=3, label=f"{recipe} latent (n={len(dists)})")
     ax.set_xscale("log")

@@ -42,7 +42,7 @@ def write_run(root: Path, name: str, *, seed: int, gen_fid: float, psnr: float, 
         f"params = {{ latent_channels = {latent_channels} }}\n")
     spec = spectrum(latent_slope)
     metrics = {"protocol": "custom", "gen_fid": gen_fid, "gen_kid": gen_fid / 100, "recon_psnr": psnr,
-               "gen_n": 64.0, "processes": 1, "time_autoencoder_s": 3.5,
+               "gen_n": 64.0, "processes": 1, "time_autoencoder_s": 3.5, "latent_std": 1.5,
                "spectrum_kl_delta1": spec["targets"]["1"]["kl_to_latent"], "spectrum_latent_slope": latent_slope,
                "provenance": {key: {"protocol": "custom", "network": "tiny", "n": 64}
                               for key in ("gen_fid", "gen_kid", "recon_psnr")}}

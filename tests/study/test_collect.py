@@ -14,7 +14,8 @@ def outcome(run, status="complete", seed=0):
 def test_a_run_folder_becomes_numbers(tmp_path):
     run = write_run(tmp_path, "r", seed=2, gen_fid=30.0, psnr=24.0, latent_slope=-0.7)
     data = collect_cell(outcome(run))
-    assert data.metrics == {"gen_fid": 30.0, "gen_kid": 0.3, "recon_psnr": 24.0}  # counts and labels left out
+    # counts and labels left out; the latent statistics' scale is a metric, not a diagnostic
+    assert data.metrics == {"gen_fid": 30.0, "gen_kid": 0.3, "recon_psnr": 24.0, "latent_std": 1.5}
     assert data.timings == {"time_autoencoder_s": 3.5}
     assert data.diagnostics["spectrum_latent_slope"] == -0.7
     assert data.diagnostics["spectrum_kl_delta1"] == abs(-0.7 + 0.5)

@@ -44,7 +44,7 @@ def report(tmp_path_factory):
 def test_results_csv(report):
     rows = list(csv.DictReader(report["csv"].open()))
     by = {(r["group"], r["metric"]): r for r in rows}
-    metrics = {"gen_fid", "gen_kid", "recon_psnr", "spectrum_kl_delta1", "spectrum_latent_slope"}
+    metrics = {"gen_fid", "gen_kid", "recon_psnr", "latent_std", "spectrum_kl_delta1", "spectrum_latent_slope"}
     assert set(by) == {(g, m) for g in FID for m in metrics}
     base = by["sdvae", "gen_fid"]
     assert base["n"] == "3" and float(base["mean"]) == pytest.approx(51.0) and float(base["sd"]) == pytest.approx(1.0)
