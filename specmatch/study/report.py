@@ -134,7 +134,8 @@ def table_rows(results: StudyResults) -> list[list[str]]:
         diff = "baseline" if r.group == results.baseline else fmt(r.diff)
         if r.diff is not None and r.diff_ci_low is not None:
             diff += f" [{fmt(r.diff_ci_low)}, {fmt(r.diff_ci_high)}]"
-        out.append([r.metric, r.group, str(r.n), f"{fmt(r.mean)} ± {fmt(r.sd) or '-'}", interval(r), diff,
+        spread = f"{fmt(r.mean)} ± {fmt(r.sd)}" if r.n > 1 else fmt(r.mean)
+        out.append([r.metric, r.group, str(r.n), spread, interval(r), diff,
                     fmt(r.p, 3), mark(r), fmt(r.rank)])
     return out
 
