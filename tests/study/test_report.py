@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from specmatch.study.cells import Cell, CellOutcome
-from specmatch.study.report import write_report
+from specmatch.study.report import analyse, render_markdown, write_csv, write_report
 from tests.study.run_folders import write_run
 
 # gen_fid per recipe and seed: "esm" is lower than "sdvae" at every seed by 5, 6, 8 (a consistent improvement)
@@ -35,14 +35,18 @@ FAILED = CellOutcome(cell=Cell(recipe="esm", seed=7, run_dir="/nowhere"), status
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("study")
-    return write_report(study(tmp, extra=[FAILED]), output_dir=tmp / "out", baseline="sdvae",
-                        title="CPU study <script>alert(1)</script>")
+def outcomes(tmp_path_factory):
+    return study(tmp_path_factory.mktemp("study"), extra=[FAILED])
 
 
-def test_results_csv(report):
-    rows = list(csv.DictReader(report["csv"].open()))
+@pytest.fixture(scope="module")
+def results(outcomes):
+    return analyse(outcomes, baseline="sdvae", title="CPU study <script>alert(1)</script>")
+
+
+def test_results_csv(results, tmp_path):
+    write_csv(results, tmp_path / "results.csv")
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     by = {(r["group"], r["metric"]): r for r in rows}
     metrics = {"gen_fid", "gen_kid", "recon_psnr", "latent_std", "spectrum_kl_delta1", "spectrum_latent_slope"}
     assert set(by) == {(g, m) for g in FID for m in metrics}
@@ -56,8 +60,8 @@ def test_results_csv(report):
     assert by["esm", "spectrum_latent_slope"]["rank"] == ""  # no known direction
 
 
-def test_report_markdown(report):
-    md = report["md"].read_text()
+def test_report_markdown(results):
+    md = render_markdown(results)
     line = next(l for l in md.splitlines() if l.startswith("| gen_fid | esm |"))
     assert line.rstrip(" |").endswith("1") and "| ** |" in line  # one test per metric: Holm leaves p alone
     assert "esm/seed-7 (failed): RuntimeError: <boom> & co" in md
@@ -66,7 +70,11 @@ def test_report_markdown(report):
     assert f"| spectrum_kl_delta1 | {rho:.3f} |" in md and f"| spectrum_latent_slope | {-rho:.3f} |" in md
 
 
-def test_html_is_self_contained_and_escaped(report):
+def test_html_is_self_contained_and_escaped(outcomes, tmp_path):
+    report = write_report(outcomes, output_dir=tmp_path / "out", baseline="sdvae",
+                          title="CPU study <script>alert(1)</script>")
+    assert {k: p.name for k, p in report.items()} == {"html": "report.html", "csv": "results.csv", "md": "report.md"}
+    assert all(p.is_file() for p in report.values())
     text = report["html"].read_text()
     assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "&lt;boom&gt; &amp; co" in text
@@ -93,7 +101,7 @@ def test_unknown_baseline_and_unpaired_seeds(tmp_path):
     outcomes = study(tmp_path)
     lonely = write_run(tmp_path / "cells" / "esm", "seed-5", seed=5, gen_fid=40.0, psnr=20.0, latent_slope=-0.6)
     outcomes.append(CellOutcome(cell=Cell(recipe="esm", seed=5, run_dir=lonely), status="reused"))
-    md = write_report(outcomes, output_dir=tmp_path / "out", baseline="sdvae", title="t")["md"].read_text()
+    md = render_markdown(analyse(outcomes, baseline="sdvae", title="t"))
     assert "esm: seeds [5] have no partner" in md
     assert "| gen_fid | esm | 4 |" in md
 
