@@ -148,6 +148,25 @@ LEGEND = ("mean ± sd over seeds (sd with n - 1); 95 % CI: Student t over seeds;
           "(metrics without a known direction are not ranked)")
 
 
+def timing_rows(results: StudyResults) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): each group's mean wall time per stage over its seeds (metrics.json time_<stage>_s), and
+    the study's wall time of the cells that ran in this invocation (CellOutcome.seconds)."""
+    stages = sorted({k for d in results.cells for k in d.timings})
+    rows = []
+    for group in results.groups():
+        cells = [d for d in results.cells if d.cell.group == group]
+        row = [group, str(len(cells))]
+        for stage in stages:
+            values = [d.timings[stage] for d in cells if stage in d.timings]
+            row.append(fmt(sum(values) / len(values), 3) if values else "")
+        ran = [d.outcome.seconds for d in cells if d.outcome.seconds is not None]
+        row.append(fmt(float(sum(ran)), 3) if ran else "")
+        rows.append(row)
+    header = ["group", "cells", *[s.removeprefix("time_").removesuffix("_s") + " (s, mean)" for s in stages],
+              "this invocation (s, total)"]
+    return header, rows
+
+
 def render_markdown(results: StudyResults) -> str:
     lines = [f"# {results.title}", "", f"baseline: {results.baseline or 'none'}; groups: "
              f"{', '.join(results.groups()) or 'none'}; cells with results: {len(results.cells)}", "", LEGEND, "",
@@ -159,6 +178,9 @@ def render_markdown(results: StudyResults) -> str:
         lines += [f"| {c.diagnostic} | {c.rho:.3f} | {c.p:.3g} | {c.n} |" for c in results.correlations]
     else:
         lines.append(f"no diagnostic has {GFID} alongside it in 3 or more cells")
+    header, rows = timing_rows(results)
+    lines += ["", "## Wall time", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", "## Missing or failed cells", ""]
     lines += [f"- {cid} ({status}): {reason}" for cid, status, reason in results.missing] or ["none"]
     if results.notes:

@@ -9,7 +9,7 @@ import html
 from pathlib import Path
 
 from . import figures
-from .report import LEGEND, TABLE_HEADER, StudyResults, table_rows
+from .report import LEGEND, TABLE_HEADER, StudyResults, table_rows, timing_rows
 from .stats import GFID
 
 STYLE = """
@@ -63,6 +63,7 @@ def render_html(results: StudyResults) -> str:
              "<h2>Results</h2>", f'<p class="legend">{esc(LEGEND)}</p>',
              table(TABLE_HEADER, table_rows(results), sig_column=TABLE_HEADER.index("sig."))]
     parts += _spectra(results) + _curves(results) + _grids(results) + _scatter(results) + _recipe_diffs(results)
+    parts += ["<h2>Wall time</h2>", table(*timing_rows(results))]
     parts += ["<h2>Missing or failed cells</h2>"]
     parts += [table(["cell", "status", "reason"], [list(m) for m in results.missing])] if results.missing \
         else ["<p>none</p>"]

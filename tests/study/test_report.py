@@ -26,7 +26,8 @@ def study(tmp_path, *, extra=()):
             run = write_run(tmp_path / "cells" / recipe, f"seed-{seed}", seed=seed, gen_fid=fid, psnr=20.0 + seed,
                             latent_slope=SLOPE[recipe] - 0.01 * seed,
                             latent_channels=4 if recipe == "sdvae" else 8)
-            outcomes.append(CellOutcome(cell=Cell(recipe=recipe, seed=seed, run_dir=run), status="complete"))
+            outcomes.append(CellOutcome(cell=Cell(recipe=recipe, seed=seed, run_dir=run), status="complete",
+                                        seconds=4.0))
     return outcomes + list(extra)
 
 
@@ -65,6 +66,8 @@ def test_report_markdown(results):
     line = next(l for l in md.splitlines() if l.startswith("| gen_fid | esm |"))
     assert line.rstrip(" |").endswith("1") and "| ** |" in line  # one test per metric: Holm leaves p alone
     assert "esm/seed-7 (failed): RuntimeError: <boom> & co" in md
+    assert "| group | cells | autoencoder (s, mean) | this invocation (s, total) |" in md
+    assert "| esm | 3 | 3.5 | 12 |" in md  # time_autoencoder_s 3.5 in every cell; 4 s per cell this time
     # Spearman by hand: kl ranks 4 5 6 1 2 3 (sdvae, esm), gen_fid ranks 4 6 5 2 3 1; sum d^2 = 8
     rho = 1 - 6 * 8 / (6 * (6 ** 2 - 1))
     assert f"| spectrum_kl_delta1 | {rho:.3f} |" in md and f"| spectrum_latent_slope | {-rho:.3f} |" in md
