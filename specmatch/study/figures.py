@@ -55,7 +55,9 @@ def spectra_figure(cells: Sequence[CellData]) -> bytes | None:
             ax.plot(k, target["mean"], linestyle="--", color="grey", linewidth=1 + float(delta),
                     label=f"target delta={delta}")
     for recipe, by_seed in sorted(by_recipe.items()):
-        dists = list(by_seed.values())
+        dists = [d for d in by_seed.values() if len(d) == n_bins]  # another bin count cannot be overlaid
+        if not dists:
+            continue
         mean = np.mean(np.asarray(dists, dtype=float), axis=0)
         ax.plot(k, mean, linewidth=2, marker="o", markersize=3, label=f"{recipe} latent (n={len(dists)})")
     ax.set_xscale("log")

@@ -74,20 +74,32 @@ def render_html(results: StudyResults) -> str:
             + f"\n<script>{CHECK_SCRIPT}</script>\n</body></html>\n")
 
 
+def _draw(draw, *args, out: list[str]) -> bytes | None:
+    """A figure, or None with the reason appended to ``out``: a malformed run file costs one figure, never the
+    report."""
+    try:
+        return draw(*args)
+    except Exception as e:  # noqa: BLE001 - any drawing error becomes a line in the report
+        out.append(f"<p>figure not drawn: {esc(type(e).__name__)}: {esc(e)}</p>")
+        return None
+
+
 def _spectra(results: StudyResults) -> list[str]:
-    png = figures.spectra_figure(results.cells)
     out = ["<h2>Latent spectra</h2>"]
+    png = _draw(figures.spectra_figure, results.cells, out=out)
     if png is None:
-        return out + ["<p>no cell has a spectrum.json</p>"]
+        return out if len(out) > 1 else out + ["<p>no cell has a spectrum.json</p>"]
     return out + ['<p class="note">radial DCT band distribution of each autoencoder\'s latent (mean over its '
                   "seeds' spectrum.json) against the image (delta=0) and the delta targets (dashed)</p>",
                   img(png, "latent spectra and delta targets")]
 
 
 def _curves(results: StudyResults) -> list[str]:
-    png = figures.curves_figure(results.cells)
     out = ["<h2>Training curves</h2>"]
-    return out + (["<p>no cell has a metrics.jsonl</p>"] if png is None else [img(png, "training curves")])
+    png = _draw(figures.curves_figure, results.cells, out=out)
+    if png is None:
+        return out if len(out) > 1 else out + ["<p>no cell has a metrics.jsonl</p>"]
+    return out + [img(png, "training curves")]
 
 
 def _grids(results: StudyResults) -> list[str]:
@@ -125,8 +137,12 @@ def _scatter(results: StudyResults) -> list[str]:
     if not results.correlations:
         return out + [f"<p>no diagnostic has {esc(GFID)} alongside it in 3 or more cells</p>"]
     rows = [[c.diagnostic, f"{c.rho:.3f}", f"{c.p:.3g}", str(c.n)] for c in results.correlations]
-    figs = [f"<figure>{img(figures.scatter_figure(results.cells, c), f'{c.diagnostic} against {GFID}')}"
-            f"<figcaption>{esc(c.diagnostic)}</figcaption></figure>" for c in results.correlations]
+    figs = []
+    for c in results.correlations:
+        png = _draw(figures.scatter_figure, results.cells, c, out=figs)
+        if png is not None:
+            figs.append(f"<figure>{img(png, f'{c.diagnostic} against {GFID}')}"
+                        f"<figcaption>{esc(c.diagnostic)}</figcaption></figure>")
     return out + ['<p class="note">Spearman rank correlation over all cells with both numbers</p>',
                   table(["diagnostic", "rho", "p", "N"], rows), f'<div class="figures">{"".join(figs)}</div>']
 

@@ -4,6 +4,7 @@ that holds everything it shows (no network), escaped text, and the recipe diff."
 import base64
 import csv
 import io
+import json
 import math
 import re
 
@@ -139,3 +140,13 @@ def test_compare_report_input_errors(tmp_path):
     (a / "recipe.toml").write_text('[run]\nseed = 0\n')
     result = invoke_cli("compare", str(a), str(twin), "--report", str(tmp_path / "r"))
     assert result.exit_code != 0 and "runs share a folder name (a)" in result.output
+
+
+def test_a_malformed_spectrum_costs_one_figure(tmp_path):
+    outcomes = study(tmp_path)
+    spectrum_file = outcomes[0].cell.run_dir / "spectrum.json"
+    broken = json.loads(spectrum_file.read_text())
+    broken["latent"]["mean"] = "not a list"
+    spectrum_file.write_text(json.dumps(broken))
+    html = write_report(outcomes, output_dir=tmp_path / "out", baseline="sdvae", title="t")["html"].read_text()
+    assert "figure not drawn:" in html and "<h2>Training curves</h2>" in html
