@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .core.errors import SpecmatchError
+
+if TYPE_CHECKING:
+    from .study.cells import CellOutcome
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -44,7 +47,7 @@ def run_metrics(run_dir: Path) -> dict[str, Any]:
     return metrics
 
 
-def report_outcomes(run_dirs: list[Path]) -> list:
+def report_outcomes(run_dirs: list[Path]) -> list[CellOutcome]:
     """One complete study cell per run folder for ``compare --report``: recipe = the folder's name, seed = the
     run's ``run.seed`` (from its resolved recipe.toml)."""
     import tomllib

@@ -96,10 +96,13 @@ def fmt(value: Any, digits: int = 4) -> str:
 
 
 def mark(row: GroupStats) -> str:
-    """"**": p < 0.05 after Holm's correction; "*": p < 0.05 uncorrected only; "": not significant or untested."""
-    if row.significant_holm:
-        return "**"
-    return "*" if row.significant else ""
+    """"**": p < 0.05 after Holm's correction; "*": p < 0.05 uncorrected only; "": not significant or untested.
+    A significant difference on a metric with a known direction also says "better" or "worse"."""
+    stars = "**" if row.significant_holm else "*" if row.significant else ""
+    better = direction(row.metric)
+    if not stars or better is None or not row.diff:
+        return stars
+    return f"{stars} {'better' if (row.diff < 0) == (better == 'lower') else 'worse'}"
 
 
 def interval(row: GroupStats) -> str:
@@ -144,7 +147,8 @@ TABLE_HEADER = ["metric", "group", "n", "mean ± sd", "95 % CI", "diff vs baseli
                 "sig.", "rank"]
 LEGEND = ("mean ± sd over seeds (sd with n - 1); 95 % CI: Student t over seeds; diff: mean of the paired "
           "differences group - baseline over seeds both have; p: two-sided paired t-test; sig.: * p < 0.05, "
-          "** p < 0.05 after Holm's correction across the groups of that metric; rank 1 = best "
+          "** p < 0.05 after Holm's correction across the groups of that metric, with better or worse than "
+          "the baseline where the metric has a direction; rank 1 = best "
           "(metrics without a known direction are not ranked)")
 
 

@@ -65,7 +65,8 @@ def test_results_csv(results, tmp_path):
 def test_report_markdown(results):
     md = render_markdown(results)
     line = next(l for l in md.splitlines() if l.startswith("| gen_fid | esm |"))
-    assert line.rstrip(" |").endswith("1") and "| ** |" in line  # one test per metric: Holm leaves p alone
+    # one test per metric: Holm leaves p alone; lower gen_fid than the baseline is better
+    assert line.rstrip(" |").endswith("1") and "| ** better |" in line
     assert "esm/seed-7 (failed): RuntimeError: <boom> & co" in md
     assert "| group | cells | autoencoder (s, mean) | this invocation (s, total) |" in md
     assert "| esm | 3 | 3.5 | 12 |" in md  # time_autoencoder_s 3.5 in every cell; 4 s per cell this time
