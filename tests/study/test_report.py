@@ -151,3 +151,17 @@ def test_a_malformed_spectrum_costs_one_figure(tmp_path):
     spectrum_file.write_text(json.dumps(broken))
     html = write_report(outcomes, output_dir=tmp_path / "out", baseline="sdvae", title="t")["html"].read_text()
     assert "figure not drawn:" in html and "<h2>Training curves</h2>" in html
+
+
+def test_significance_marks_name_the_direction():
+    from specmatch.study.report import mark
+    from specmatch.study.stats import GroupStats
+
+    def row(metric, diff, significant, holm):
+        return GroupStats(group="g", metric=metric, n=3, mean=1.0, sd=0.1, ci_low=0.9, ci_high=1.1, diff=diff,
+                          p=0.01, significant=significant, significant_holm=holm)
+
+    assert mark(row("recon_psnr", 2.0, True, False)) == "* better"  # higher is better
+    assert mark(row("gen_fid", 2.0, True, True)) == "** worse"  # lower is better
+    assert mark(row("spectrum_latent_slope", 2.0, True, True)) == "**"  # no direction
+    assert mark(row("gen_fid", -2.0, False, False)) == ""
