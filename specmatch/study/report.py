@@ -152,6 +152,23 @@ LEGEND = ("mean ± sd over seeds (sd with n - 1); 95 % CI: Student t over seeds;
           "(metrics without a known direction are not ranked)")
 
 
+def headline(results: StudyResults) -> list[str]:
+    """One sentence per group: the metrics that differ from the baseline at p < 0.05, or that none do."""
+    if results.baseline is None:
+        return []
+    out = []
+    for group in results.groups():
+        if group == results.baseline:
+            continue
+        rows = [r for r in results.rows if r.group == group]
+        found = [f"{r.metric} {fmt(r.diff)} [{fmt(r.diff_ci_low)}, {fmt(r.diff_ci_high)}] ({mark(r)}, p={fmt(r.p, 3)}, "
+                 f"Holm {fmt(r.p_holm, 3)})" for r in sorted(rows, key=lambda r: r.metric) if r.significant]
+        tested = sum(r.p is not None for r in rows)
+        out.append(f"{group} vs {results.baseline}: " + ("; ".join(found) if found else
+                   f"no difference at p < 0.05 ({tested} metrics tested)"))
+    return out
+
+
 def timing_rows(results: StudyResults) -> tuple[list[str], list[list[str]]]:
     """(header, rows): each group's mean wall time per stage over its seeds (metrics.json time_<stage>_s), and
     the study's wall time of the cells that ran in this invocation (CellOutcome.seconds)."""
@@ -175,7 +192,11 @@ def render_markdown(results: StudyResults) -> str:
     lines = [f"# {results.title}", "", f"baseline: {results.baseline or 'none'}; groups: "
              f"{', '.join(results.groups()) or 'none'}; cells with results: {len(results.cells)}", "", LEGEND, "",
              "| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
+    summary = headline(results)
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in table_rows(results)]
+    if summary:
+        lines[4:4] = ["Differences from the baseline at p < 0.05 (paired t-test; mean difference [95 % CI]):", ""] \
+            + [f"- {line}" for line in summary] + [""]
     lines += ["", f"## Diagnostics against {GFID} (Spearman, all cells)", ""]
     if results.correlations:
         lines += ["| diagnostic | rho | p | N |", "|---|---|---|---|"]

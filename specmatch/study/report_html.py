@@ -9,7 +9,7 @@ import html
 from pathlib import Path
 
 from . import figures
-from .report import LEGEND, TABLE_HEADER, StudyResults, table_rows, timing_rows
+from .report import LEGEND, TABLE_HEADER, StudyResults, headline, table_rows, timing_rows
 from .stats import GFID
 
 STYLE = """
@@ -60,7 +60,7 @@ def render_html(results: StudyResults) -> str:
     parts = [f"<h1>{esc(results.title)}</h1>",
              f"<p>baseline: <b>{esc(results.baseline or 'none')}</b>; groups: {esc(', '.join(results.groups()))}; "
              f"cells with results: {len(results.cells)}; missing or failed: {len(results.missing)}</p>",
-             "<h2>Results</h2>", f'<p class="legend">{esc(LEGEND)}</p>',
+             "<h2>Results</h2>", *_headline(results), f'<p class="legend">{esc(LEGEND)}</p>',
              table(TABLE_HEADER, table_rows(results), sig_column=TABLE_HEADER.index("sig."))]
     parts += _spectra(results) + _curves(results) + _grids(results) + _scatter(results) + _recipe_diffs(results)
     parts += ["<h2>Wall time</h2>", table(*timing_rows(results))]
@@ -72,6 +72,14 @@ def render_html(results: StudyResults) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(results.title)}</title><style>{STYLE}</style></head>\n<body>\n" + "\n".join(parts)
             + f"\n<script>{CHECK_SCRIPT}</script>\n</body></html>\n")
+
+
+def _headline(results: StudyResults) -> list[str]:
+    lines = headline(results)
+    if not lines:
+        return []
+    return ["<p>Differences from the baseline at p &lt; 0.05 (paired t-test; mean difference [95 % CI]):</p>",
+            "<ul>" + "".join(f"<li>{esc(line)}</li>" for line in lines) + "</ul>"]
 
 
 def _draw(draw, *args, out: list[str]) -> bytes | None:
