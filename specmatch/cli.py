@@ -544,11 +544,27 @@ def stats(ctx: click.Context, source: str, output: str, split: str, images: int 
 @main.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
 @click.option("--json", "as_json", is_flag=True, help="Print {run: metrics} as JSON.")
-def compare(run_dirs: tuple[str, ...], as_json: bool) -> None:
+@click.option("--report", "report_dir", type=click.Path(file_okay=False),
+              help="Also write the study report (report.html, results.csv, report.md) of these runs into DIR.")
+@click.option("--baseline", help="With --report: the run (folder name) the others are compared against.")
+def compare(run_dirs: tuple[str, ...], as_json: bool, report_dir: str | None, baseline: str | None) -> None:
     """Metrics of several runs side by side (metrics.json, plus analysis.json where present)."""
-    from .compare import compare_runs, render_table, run_metrics
+    from .compare import compare_runs, render_table, report_outcomes, run_metrics
 
     dirs = [Path(d) for d in run_dirs]
+    if baseline is not None and report_dir is None:
+        raise SpecmatchError("--baseline needs --report DIR (it chooses the report's baseline)")
+    if report_dir is not None:
+        from .study.report import write_report
+
+        outcomes = report_outcomes(dirs)
+        labels = [o.cell.recipe for o in outcomes]
+        if baseline is not None and baseline not in labels:
+            raise SpecmatchError(f"--baseline {baseline!r} is not one of the runs; the runs are "
+                                 f"{', '.join(labels)} (folder names)")
+        paths = write_report(outcomes, output_dir=Path(report_dir), baseline=baseline,
+                             title=f"comparison of {', '.join(labels)}")
+        click.echo(f"wrote {paths['html']}, {paths['csv']} and {paths['md']}", err=True)
     if as_json:
         click.echo(json.dumps({str(d): run_metrics(d) for d in dirs}, indent=2))
         return

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .core.errors import SpecmatchError
+
+if TYPE_CHECKING:
+    from .study.cells import CellOutcome
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -42,6 +45,36 @@ def run_metrics(run_dir: Path) -> dict[str, Any]:
         metrics["analysis_latent_slope"] = report.get("latent", {}).get("slope")
         metrics.update({f"analysis_{k}": v for k, v in report.get("lowpass", {}).items()})
     return metrics
+
+
+def report_outcomes(run_dirs: list[Path]) -> list[CellOutcome]:
+    """One complete study cell per run folder for ``compare --report``: recipe = the folder's name, seed = the
+    run's ``run.seed`` (from its resolved recipe.toml)."""
+    import tomllib
+
+    from specmatch.core.layout import RunLayout
+    from specmatch.study.cells import Cell, CellOutcome
+
+    names = [d.resolve().name for d in run_dirs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise SpecmatchError(f"runs share a folder name ({', '.join(twice)}); the report labels each run by its "
+                             f"folder name, so give runs with distinct names")
+    outcomes = []
+    for run_dir, name in zip(run_dirs, names):
+        path = RunLayout(run_dir).recipe
+        try:
+            recipe = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SpecmatchError(f"{path}: missing; {run_dir} is not a specmatch run folder") from None
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise SpecmatchError(f"{path}: not readable TOML ({e})") from None
+        run = recipe.get("run", {})
+        seed = run.get("seed", 0) if isinstance(run, dict) else None  # 0: the schema's default run.seed
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise SpecmatchError(f"{path}: run.seed must be an integer; got {seed!r}")
+        outcomes.append(CellOutcome(cell=Cell(recipe=name, seed=seed, run_dir=run_dir), status="complete"))
+    return outcomes
 
 
 def compare_runs(run_dirs: list[Path]) -> tuple[list[str], list[list[Any]]]:

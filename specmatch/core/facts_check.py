@@ -102,6 +102,14 @@ def _check_denoiser(resolved: "ResolvedRecipe", facts: dict[str, Facts]) -> list
             problems.append(Problem(param_path(comp, comp.spec.tap_param),
                                     f"the denoiser has {den.depth} alignment taps; expected a tap index in "
                                     f"1..{den.depth}, got {tap}"))
+    data = facts.get("data")
+    if recipe.denoiser is not None and recipe.train.denoiser.class_conditional and data is not None \
+            and data.labelled is False:
+        name = resolved.components["data"].spec.name
+        problems.append(Problem("train.denoiser.class_conditional",
+                                f"set, but dataset {name!r} has no class labels with these params; use a "
+                                f"labelled dataset (e.g. image-folder with class_from_subfolder = true) or "
+                                f"leave it false"))
     sampler = facts.get("sampler")
     if (recipe.denoiser is not None and sampler is not None and sampler.needs_labels
             and not recipe.train.denoiser.class_conditional):

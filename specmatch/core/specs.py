@@ -98,7 +98,9 @@ class Facts:
     skipped. Which fields apply depends on the kind:
 
     - autoencoder: ``latent_channels`` and ``downsample_factor`` (image side / latent side);
-    - dataset: ``resolution`` (image side in pixels, a multiple of the downsampling factor);
+    - dataset: ``resolution`` (image side in pixels, a multiple of the downsampling factor) and ``labelled``
+      (``True``: items carry class labels, ``False``: every label is 0 and ``num_classes`` is 0, so a
+      class-conditional denoiser is refused);
     - denoiser: ``depth``, the number of alignment taps (``tap_widths``) a denoiser regularizer may pick;
     - alignment: ``feature_dim`` and ``token_grid`` of the teacher (informational);
     - sampler: ``needs_labels``, the params key whose value needs a class-conditional denoiser (e.g.
@@ -111,6 +113,7 @@ class Facts:
     latent_channels: int | None = None
     downsample_factor: int | None = None
     resolution: int | None = None
+    labelled: bool | None = None
     depth: int | None = None
     feature_dim: int | None = None
     token_grid: tuple[int, int] | None = None

@@ -70,17 +70,17 @@ def build_fashion_mnist(params: FashionMNISTParams, ctx):
 
 
 def demo_facts(params: DemoPhotosParams) -> Facts:
-    return Facts(resolution=params.resolution)
+    return Facts(resolution=params.resolution, labelled=False)
 
 
 def image_folder_facts(params: ImageFolderParams) -> Facts:
-    return Facts(resolution=params.resolution, files=[FileNeed(param="root", path=params.root,
-                                                               what="image folder", folder=True)])
+    return Facts(resolution=params.resolution, labelled=params.class_from_subfolder,
+                 files=[FileNeed(param="root", path=params.root, what="image folder", folder=True)])
 
 
 def fashion_mnist_facts(params: FashionMNISTParams) -> Facts:
-    return Facts(resolution=params.resolution, files=[FileNeed(param="root", path=params.root,
-                                                               what="Fashion-MNIST folder", folder=True)])
+    return Facts(resolution=params.resolution, labelled=True,
+                 files=[FileNeed(param="root", path=params.root, what="Fashion-MNIST folder", folder=True)])
 
 
 @hookimpl

@@ -66,10 +66,15 @@ def test_terms_follow_their_schedule_and_read_the_tap():
     assert after.item() == 2.0  # off from end_step
 
 
-def test_a_class_conditional_run_on_unlabelled_data_stops_with_a_clean_error(tmp_path):
+def test_a_class_conditional_run_on_unlabelled_data_stops_with_a_clean_error(tmp_path, monkeypatch):
+    """A dataset whose facts do not say whether it is labelled: the denoiser stage finds out and stops."""
     from pathlib import Path
 
+    import specmatch.plugins.datasets as datasets
+    from specmatch import Facts
     from specmatch.testing import invoke_cli
+
+    monkeypatch.setattr(datasets, "demo_facts", lambda params: Facts(resolution=params.resolution))
 
     smoke = Path(__file__).resolve().parents[2] / "recipes" / "smoke.toml"
     result = invoke_cli("run", str(smoke), "--output-dir", str(tmp_path / "run"),
@@ -78,3 +83,19 @@ def test_a_class_conditional_run_on_unlabelled_data_stops_with_a_clean_error(tmp
     assert result.exit_code == 1, result.output
     assert "train.denoiser.class_conditional" in result.output and "no class labels" in result.output
     assert "Traceback" not in result.output
+
+
+def test_validate_refuses_class_conditional_on_a_dataset_whose_facts_say_unlabelled():
+    from pathlib import Path
+
+    from specmatch.testing import invoke_cli
+
+    smoke = Path(__file__).resolve().parents[2] / "recipes" / "smoke.toml"
+    result = invoke_cli("validate", str(smoke), "-o", "train.denoiser.class_conditional=true")
+    assert result.exit_code != 0, result.output
+    assert "train.denoiser.class_conditional" in result.output and "has no class labels" in result.output
+    assert "Traceback" not in result.output
+    # a labelled dataset (Fashion-MNIST's facts say so) passes this check
+    ok = invoke_cli("validate", str(smoke), "--no-file-checks", "-o", "data.name=fashion-mnist",
+                    "-o", "data.params={ resolution = 16 }", "-o", "train.denoiser.class_conditional=true")
+    assert "has no class labels" not in ok.output, ok.output
