@@ -257,7 +257,9 @@ overrides = ["train.denoiser.lr=1e-5"]
                         "boom/seed-0/d2": "failed"}
 
 
-def _kill_study_at_checkpoint(cmd: list[str], checkpoints: Path) -> None:
+def _stop_study_at_checkpoint(cmd: list[str], checkpoints: Path) -> int:
+    """SIGTERM to the study process alone (as a scheduler or `kill` sends it) once its cell has a checkpoint;
+    the study must end its cell's process itself. Returns the study's exit code."""
     proc = subprocess.Popen(cmd, env=_env(), start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -267,10 +269,12 @@ def _kill_study_at_checkpoint(cmd: list[str], checkpoints: Path) -> None:
                 break
             time.sleep(0.2)
         assert proc.poll() is None, "the study finished before it could be interrupted"
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)  # the study and its cell's process, as an OOM kill or a power cut
-        proc.wait()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 @pytest.mark.slow
@@ -285,8 +289,14 @@ file = "{HERE / 'tiny.toml'}"
     path = write_study(tmp_path, body)
     cmd = [sys.executable, "-m", "specmatch", "study", str(path), "--output-dir"]
     killed = tmp_path / "killed"
-    _kill_study_at_checkpoint([*cmd, str(killed)], killed / "cells" / "a" / "seed-0" / "autoencoder" / "checkpoints")
+    cell = killed / "cells" / "a" / "seed-0"
+    assert _stop_study_at_checkpoint([*cmd, str(killed)], cell / "autoencoder" / "checkpoints") != 0
     assert json.loads((killed / STATE_FILE).read_text())["cells"]["a/seed-0"]["status"] == "pending"
+    import fcntl
+
+    with open(cell / ".lock", "a+") as lock:  # the cell's run ended with the study: nobody holds its lock
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(lock, fcntl.LOCK_UN)
     resumed = subprocess.run([*cmd, str(killed)], env=_env(), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resum" in (killed / "cells" / "a" / "seed-0" / "run.log").read_text()
