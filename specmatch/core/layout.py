@@ -86,3 +86,16 @@ class RunLayout:
         """The folder of a stage's outputs (evaluation writes into the run folder itself)."""
         return {"autoencoder": self.autoencoder, "latent_stats": self.autoencoder,
                 "denoiser": self.denoiser, "evaluation": self.root}[stage]
+
+    def completed_key(self, stage: str) -> str:
+        """The key in the ``stage.json`` that marks ``stage`` complete, or ``""`` (none yet, or unreadable).
+
+        A run that takes this run's autoencoder (``from_run``) hashes it into its own keys, so retraining the
+        source autoencoder invalidates the denoiser trained on the old one."""
+        import json
+
+        folder = self.latent_stats_marker if stage == "latent_stats" else self.stage_folder(stage)
+        try:
+            return str(json.loads((folder / MARKER_FILE).read_text()).get("key", ""))
+        except (OSError, ValueError, AttributeError):
+            return ""

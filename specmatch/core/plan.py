@@ -79,8 +79,9 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
     init = init_source(r.autoencoder.init, resolved.recipe_dir) if ae_from is None else None
     if init is not None:  # the file's content, not only its path: other weights under the same name retrain
         key = h(key, "init", init.sha256)
-    if ae_from is not None:
-        key = h("from_run", str(ae_from.resolve()))
+    source = RunLayout(ae_from) if ae_from is not None else None
+    if source is not None:  # where it lives and which training it holds: a retrained source invalidates us
+        key = h("from_run", str(ae_from.resolve()), source.completed_key("autoencoder"))
     layout = RunLayout(output_dir)
     if init is not None:
         ae_what = f"fine-tune {r.autoencoder.name} from {init.file} for {ae_train.steps} steps"
@@ -92,7 +93,8 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
                                      f"(batch {ae_train.batch_size}; regularizers: {regs})")
                         if ae_from is None else f"{r.autoencoder.name} trained in another run"))
     key = h(key, resolved.section_hash("latent_stats"))
-    stages.append(Stage(name="latent_stats", key=key if ae_from is None else h("from_run", str(ae_from)),
+    stages.append(Stage(name="latent_stats", key=key if source is None
+                        else h("from_run", str(ae_from), source.completed_key("latent_stats")),
                         folder=layout.stage_folder("latent_stats"), reused_from=ae_from,
                         description=f"{r.latent_stats.mode} latent mean/std over {r.latent_stats.images} images"
                                     + (" (+flips)" if r.latent_stats.flips else "")))

@@ -162,3 +162,17 @@ def test_denoiser_runs_share_an_autoencoder_through_from_run(tmp_path):
     # same autoencoder and latent statistics: identical reconstructions and statistics
     assert second_metrics["recon_psnr"] == first_metrics["recon_psnr"]
     assert second_metrics["latent_std"] == first_metrics["latent_std"]
+    # a rerun reuses the denoiser; retraining the source autoencoder (another stage key there) does not
+    from specmatch.core.plan import make_plan
+    from specmatch.core.recipe import load_recipe
+
+    def denoiser_key() -> str:
+        resolved = load_recipe(recipe, [*FAST[1::2], "train.denoiser.steps=3", "evaluation.num_samples=2"])
+        return make_plan(resolved, second).stage("denoiser").key
+
+    before = denoiser_key()
+    assert before == denoiser_key()
+    marker = first / "autoencoder" / "stage.json"
+    data = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**data, "key": "retrained-with-another-recipe"}))
+    assert denoiser_key() != before
