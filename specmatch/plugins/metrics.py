@@ -174,25 +174,26 @@ def build_fd_dinov2(params: FDDinov2Params, ctx):
 
 @attrs.frozen(kw_only=True)
 class LPIPSParams:
-    variant: str = param("lpips", doc="'lpips': LPIPS v0.1 VGG (Zhang et al. 2018) from the two files below; "
-                                      "'shift-tolerant': ST-LPIPS VGG, whose weights ship with stlpips-pytorch",
+    variant: str = param("lpips", doc="'lpips': LPIPS v0.1 (Zhang et al. 2018) from the two files below; "
+                                      "'shift-tolerant': ST-LPIPS, whose weights ship with stlpips-pytorch",
                          choices=("lpips", "shift-tolerant"))
-    backbone: str = param("", doc=f"torchvision's ImageNet VGG-16 file {VGG16_FILE} ('' = the torch hub cache's "
-                                  "checkpoints folder); variant lpips only", path=True)
-    linear: str = param("", doc=f"LPIPS v0.1's linear-layer weights for VGG, {LPIPS_VGG_LINEAR_FILE}; "
-                                "variant lpips only", path=True)
+    net: str = param("vgg", doc="backbone (rLPIPS as the field reports it: vgg)", choices=("vgg", "alex"))
+    backbone: str = param("", doc=f"torchvision's ImageNet backbone file ({VGG16_FILE} for vgg; '' = the torch hub "
+                                  "cache's checkpoints folder); variant lpips only", path=True)
+    linear: str = param("", doc=f"LPIPS v0.1's linear-layer weights of the backbone ({LPIPS_VGG_LINEAR_FILE} for "
+                                "vgg); variant lpips only", path=True)
 
 
 def lpips_facts(params: LPIPSParams):
     if params.variant != "lpips":
         return Facts()
     if not params.linear:
-        raise ParamError("linear", f"lpips needs LPIPS v0.1's VGG linear-layer weights ({LPIPS_VGG_LINEAR_FILE}): set "
-                                   "[evaluation.metric_params.lpips] linear = \"path/to/vgg.pth\", or variant = "
-                                   "\"shift-tolerant\" (weights bundled)")
-    files = [FileNeed(param="linear", path=params.linear, what="LPIPS VGG linear layers")]
+        raise ParamError("linear", f"lpips needs LPIPS v0.1's {params.net} linear-layer weights (for vgg: "
+                                   f"{LPIPS_VGG_LINEAR_FILE}): set [evaluation.metric_params.lpips] linear = "
+                                   f"\"path/to/{params.net}.pth\", or variant = \"shift-tolerant\" (weights bundled)")
+    files = [FileNeed(param="linear", path=params.linear, what=f"LPIPS {params.net} linear layers")]
     if params.backbone:
-        files.append(FileNeed(param="backbone", path=params.backbone, what=f"torchvision VGG-16 ({VGG16_FILE})"))
+        files.append(FileNeed(param="backbone", path=params.backbone, what=f"torchvision ImageNet {params.net}"))
     return Facts(files=files)
 
 
@@ -201,9 +202,9 @@ def build_lpips(params: LPIPSParams, ctx):
 
     lpips_facts(params)
     if params.variant == "shift-tolerant":
-        return LPIPSMetric.shift_tolerant("vgg")
+        return LPIPSMetric.shift_tolerant(params.net)
     return LPIPSMetric.from_files(backbone=ctx.resolve_path(params.backbone) if params.backbone else None,
-                                  linear=ctx.resolve_path(params.linear))
+                                  linear=ctx.resolve_path(params.linear), net=params.net)
 
 
 @hookimpl
