@@ -152,3 +152,54 @@ def test_reference_files_carry_stream_moments_and_read_adm_spatial_statistics(tm
     adm = read_reference(tmp_path / "adm.npz")
     assert list(adm.streams) == ["inception-spatial"]
     np.testing.assert_allclose(adm.streams["inception-spatial"].mean, s.mean(0))
+
+
+class OneProcess:
+    num_processes, is_main_process = 1, True
+
+    def wait_for_everyone(self):
+        pass
+
+
+def test_stream_accumulators_are_saved_and_resumed_exactly(tmp_path):
+    """An evaluation cut after its first chunk and continued from the saved file gives the same summaries."""
+    from specmatch.engine.evaluation_stream import EvaluationStream
+
+    net = ToyNetwork()
+    streams = [FeatureStream(name="toy-feat", network=net, output="feat", accumulator=StreamMoments.factory(5)),
+               FeatureStream(name="toy-logits", network=net, output="logits", accumulator=SplitSoftmaxKL.factory(3, 6),
+                             sets=("fake",))]
+    g = torch.Generator().manual_seed(4)
+    real, fake = torch.rand(10, 3, 4, 4, generator=g) * 2 - 1, torch.rand(10, 3, 4, 4, generator=g) * 2 - 1
+
+    def produce(start, stop):
+        for s in range(start, stop, 3):
+            items = list(range(s, min(stop, s + 3)))
+            yield items, {"real": real[items], "fake": fake[items]}
+
+    def new():
+        return EvaluationStream(passes={"p": (10, ("real", "fake"))}, per_image={}, features=None, feature_dim=0,
+                                subset=0, seed=0, image_shape=(3, 4, 4), grid=0, streams=streams)
+
+    whole = new()
+    whole.run_pass("p", produce, chunk=4, save=lambda: None)
+    path, acc = tmp_path / "statistics.safetensors", OneProcess()
+    cut = new()
+
+    class Stop(Exception):
+        pass
+
+    def stop(name, done):
+        raise Stop
+
+    with pytest.raises(Stop):
+        cut.run_pass("p", produce, chunk=4, save=lambda: cut.save(path, "key", acc), on_chunk=stop)
+    resumed = new()
+    assert resumed.load(path, "key", acc) and resumed.cursor["p"] == 4
+    resumed.run_pass("p", produce, chunk=4, save=lambda: None)
+    for s in ("real", "fake"):
+        a, b = whole.stream_summaries("p", s), resumed.stream_summaries("p", s)
+        assert set(a) == set(b)
+        np.testing.assert_allclose(a["toy-feat"].cov, b["toy-feat"].cov, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(inception_score(*whole.stream_summaries("p", "fake")["toy-logits"]),
+                               inception_score(*resumed.stream_summaries("p", "fake")["toy-logits"]), rtol=1e-12)

@@ -95,14 +95,15 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
     passes = {RECONSTRUCTION: (n_rec, ("real", "fake"))}
     reference_file = None
     featured = network is not None or bool(streams)
+    reads_real = network is not None or any("real" in st.sets for st in streams)  # else no reference is needed
     if generating:
         passes[GENERATION] = (ev.num_samples, ("fake",))
-        if featured and ev.reference:
+        if reads_real and ev.reference:
             from specmatch.metrics.reference import read_reference
 
             reference_file = read_reference(run.resolved.recipe_dir / ev.reference,
                                             network.feature_dim if network is not None else None)
-        elif featured:
+        elif reads_real:
             passes[REFERENCE] = (min(ev.num_samples, len(train_set)), ("real",))
     stream = EvaluationStream(
         passes=passes, per_image=per_image, features=network, feature_dim=getattr(network, "feature_dim", 0),
@@ -198,6 +199,8 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
             if reference_file is not None:
                 real = reference_file
                 metrics["gen_reference"] = f"{ev.reference} ({real.n or 'unknown'} images, {real.network})"
+            elif REFERENCE not in passes:  # the metrics read the samples only (the Inception Score)
+                real = FeatureSet(n=0, mean=None, cov=None, network="none")
             else:
                 real = _feature_set(total, REFERENCE, "real", network_name)
                 metrics["gen_reference"] = f"{real.n} random training images"
