@@ -203,3 +203,16 @@ def test_stream_accumulators_are_saved_and_resumed_exactly(tmp_path):
         np.testing.assert_allclose(a["toy-feat"].cov, b["toy-feat"].cov, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(inception_score(*whole.stream_summaries("p", "fake")["toy-logits"]),
                                inception_score(*resumed.stream_summaries("p", "fake")["toy-logits"]), rtol=1e-12)
+
+
+def test_inception_score_agrees_with_torchmetrics_on_the_same_logits():
+    """torchmetrics' InceptionScore fed the logits themselves (an identity "network"); one split, because
+    torchmetrics shuffles the images before splitting and specmatch splits by item index (as ADM)."""
+    from torchmetrics.image.inception import InceptionScore as TorchmetricsIS
+
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(80, 1008, generator=g, dtype=torch.float64) * 2
+    reference = TorchmetricsIS(feature=torch.nn.Identity(), splits=1, normalize=False)
+    reference.update(logits)
+    expected = float(reference.compute()[0])
+    assert _score(logits, splits=1) == pytest.approx(expected, rel=1e-9)
