@@ -33,11 +33,12 @@ def write_reference(path: str | Path, stats: FeatureSet, *, protocol: str = "") 
     for name, summary in stats.streams.items():
         if getattr(summary, "cov", None) is None:  # only moment streams fit a reference file
             continue
-        arrays[f"stream.{name}.mu"] = np.asarray(summary.mean, dtype=np.float64)
-        arrays[f"stream.{name}.sigma"] = np.asarray(summary.cov, dtype=np.float64)
+        mean, cov = np.asarray(summary.mean, dtype=np.float64), np.asarray(summary.cov, dtype=np.float64)
+        if name == ADM_SPATIAL_STREAM:  # under ADM's names only, so its evaluator reads them too
+            arrays["mu_s"], arrays["sigma_s"] = mean, cov
+            continue
+        arrays[f"stream.{name}.mu"], arrays[f"stream.{name}.sigma"] = mean, cov
         arrays[f"stream.{name}.n"] = np.asarray(summary.n, dtype=np.int64)
-        if name == ADM_SPATIAL_STREAM:
-            arrays["mu_s"], arrays["sigma_s"] = arrays[f"stream.{name}.mu"], arrays[f"stream.{name}.sigma"]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
