@@ -15,6 +15,7 @@ from .core.components import (  # noqa: E402
     DenoiserRegularizer,
     DenoiserRegularizerInputs,
     FeatureSet,
+    FeatureStream,
     LatentRegularizer,
     Metric,
     PairContext,
@@ -58,7 +59,7 @@ __all__ = [
     "DatasetSpec", "ObjectiveSpec", "SamplerSpec", "PerceptualSpec", "DiscriminatorSpec", "MetricSpec",
     "DiagnosticSpec",
     "Autoencoder", "Posterior", "LatentRegularizer", "RegularizerInputs", "PairContext", "AlignmentTarget",
-    "Denoiser", "DenoiserRegularizer", "DenoiserRegularizerInputs", "FeatureSet", "Metric",
+    "Denoiser", "DenoiserRegularizer", "DenoiserRegularizerInputs", "FeatureSet", "FeatureStream", "Metric",
     "SpecmatchError", "RecipeError", "Problem", "ParamError", "PluginError", "PluginConflictError", "DataError",
     "WeightsError",
 ]

@@ -503,10 +503,17 @@ def export(ctx: click.Context, run_dir: str, out: str, fmt: str) -> None:
               help="Feature rows kept in the file for KID and precision/recall (0: none).")
 @click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a value of the recipe (SOURCE a .toml file).")
+@click.option("--check-weights", default="", type=click.Path(dir_okay=False),
+              help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth: also run that full network on the same "
+                   "images, report the FID between its pool features and the bundled network's and their largest "
+                   "relative difference, and add the sFID spatial statistics (mu_s, sigma_s) to the file.")
+@click.option("--check-sha256", default=None,
+              help="Expected sha256 (or prefix) of --check-weights; default the 8 digits in the file's name, "
+                   "'' = not checked.")
 @click.pass_context
 def stats(ctx: click.Context, source: str, output: str, split: str, images: int | None, resolution: int,
           protocol: str, feature_network: str, batch_size: int, seed: int, subset: int,
-          overrides: tuple[str, ...]) -> None:
+          overrides: tuple[str, ...], check_weights: str, check_sha256: str | None) -> None:
     """Reference statistics (Inception mean and covariance) of SOURCE, a recipe (its [data] table) or an image
     folder, written in the ADM .npz layout for `[evaluation] reference`."""
     from .core.errors import SpecmatchError
@@ -530,15 +537,36 @@ def stats(ctx: click.Context, source: str, output: str, split: str, images: int 
     network, why_not = load_feature_network(feature_network, Path.cwd(), device, pinned.feature_network_sha256)
     if network is None:
         raise SpecmatchError(why_not)
-    result = dataset_statistics(dataset, images=images, batch_size=batch_size, network=network, seed=seed,
-                                subset=subset if subset >= 2 else 2, quantize_uint8=bool(pinned.quantize_uint8),
-                                jpeg_quality=pinned.jpeg_quality or 0)
-    if subset == 0:
-        import attrs
+    check = None
+    if check_weights:
+        from .engine.reference_stats import NetworkCheck
+        from .metrics.inception_full import load_full_inception
+        from .metrics.weights_files import PYTORCH_FID_SHA256_PREFIX
 
+        full = load_full_inception(check_weights, what="--check-weights",
+                                   sha256=PYTORCH_FID_SHA256_PREFIX if check_sha256 is None else check_sha256)
+        check = NetworkCheck(network, full)
+    result = dataset_statistics(dataset, images=images, batch_size=batch_size,
+                                network=check if check is not None else network, seed=seed,
+                                subset=subset if subset >= 2 else 2, quantize_uint8=bool(pinned.quantize_uint8),
+                                jpeg_quality=pinned.jpeg_quality or 0,
+                                streams=check.streams() if check is not None else ())
+    import attrs
+
+    if subset == 0:
         result = attrs.evolve(result, features=None)
+    if check is not None:
+        from .engine.reference_stats import CHECK_POOL_STREAM
+
+        report = check.report(result)
+        result = attrs.evolve(result, streams={k: v for k, v in result.streams.items() if k != CHECK_POOL_STREAM})
     write_reference(output, result, protocol=protocol)
     click.echo(f"wrote {output}: N = {result.n} images, {network.describe()['name']}, protocol {protocol}")
+    if check is not None:
+        click.echo(f"check against {check_weights}: FID between the two networks' features = "
+                   f"{report['fid_between_networks']:.6g} (N = {report['n']}), largest relative feature "
+                   f"difference = {report['max_relative_difference']:.3g}; spatial statistics (mu_s, sigma_s) "
+                   f"written")
 
 
 @main.command()

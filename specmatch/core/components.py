@@ -153,13 +153,47 @@ class DenoiserRegularizer(Protocol):
 class FeatureSet:
     """What a set metric sees of one image set: N, the feature mean (d,) and covariance (d, d) in float64
     (numpy arrays), and ``features`` (n, d), a seeded random subset of at most ``subset_capacity`` rows,
-    or ``None`` when only the moments are known (a reference file without features)."""
+    or ``None`` when only the moments are known (a reference file without features). ``mean`` and ``cov``
+    are ``None`` when the evaluation has no pool-feature network (only feature streams ran).
+
+    ``streams``: stream name -> the summary of each ``FeatureStream`` the metrics declared (what the stream's
+    accumulator returns from ``summary()``, e.g. a ``FeatureSet`` of the stream's moments). A reference file
+    holds the streams it was written with (ADM's ``mu_s``/``sigma_s`` are the ``inception-spatial`` stream)."""
 
     n: int
     mean: Any
     cov: Any
     features: Any = None
     network: str = ""
+    streams: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen(kw_only=True)
+class FeatureStream:
+    """A feature stream a set metric asks the engine to accumulate over every image set it evaluates.
+
+    A set metric lists them in its ``feature_streams`` attribute (a tuple; absent = none). Per batch (after the
+    protocol's quantisation) the engine calls each distinct ``network`` once (``network(images) -> {output:
+    (B, d) tensor}``, images (B, 3, H, W) in [-1, 1] on the evaluation device) and feeds ``outputs[output]``
+    with the batch's item indices to this stream's accumulator. The accumulator is made per pass and image set
+    by ``accumulator(size, seed)`` (``size``: items in the pass) and has ``update(features, items)``,
+    ``state() -> {name: tensor}``, ``load(state)`` and ``summary()``; its tensors must be sums over items, so
+    the engine adds the per-process states with one all-reduce and saves and resumes them (see
+    ``specmatch.metrics.streaming`` for ``StreamMoments`` and ``SplitSoftmaxKL``). ``compute(real, fake)``
+    then reads ``real.streams[name]``, the ``summary()`` of the totals.
+
+    Metrics that declare the same ``name`` share one accumulator (so sFID and IS, or two metrics on one
+    DINOv2 stream, compute the network once); they must mean the same network, output and accumulator.
+    ``sets``: the image sets the metric reads the stream of ("fake" alone for the Inception Score: the real
+    images and a reference file need not have it). ``network_name`` is recorded with the metric's provenance.
+    """
+
+    name: str
+    network: Any = attrs.field(eq=False)
+    output: str
+    accumulator: Callable[[int, int], Any] = attrs.field(eq=False)
+    network_name: str = ""
+    sets: tuple[str, ...] = ("real", "fake")
 
 
 @runtime_checkable
@@ -170,7 +204,9 @@ class Metric(Protocol):
       (images in [-1, 1], after the protocol's quantisation); the engine reports the mean over all pairs.
     * otherwise ``compute(real: FeatureSet, fake: FeatureSet) -> {name: float}``, called once at the end; with
       ``needs_features=True`` both sets carry ``features`` (the engine skips the metric, with a note, when a
-      reference has none).
+      reference has none). A set metric may declare ``feature_streams`` (a tuple of ``FeatureStream``): its
+      inputs then come from ``real.streams``/``fake.streams`` (the engine skips it, with a note, when a
+      reference lacks one of them), and it runs without the pool-feature network too.
     """
 
 

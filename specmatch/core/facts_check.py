@@ -26,8 +26,16 @@ TRACKER_MODULES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "ml
 
 
 def param_path(comp: "ResolvedComponent", param: str) -> str:
-    """Key path of one of a component's params (``""``: the params table)."""
-    return join(comp.path, "params") + (f".{param}" if param and not param.startswith("[") else param)
+    """Key path of one of a component's params (``""``: the params table). A component chosen by a list of
+    names (``Kind.named_in``, e.g. ``evaluation.metrics``) keeps its params in ``<table>.<kind>_params.<name>``."""
+    from .kinds import KINDS
+
+    kind = KINDS.get(comp.kind)
+    if kind is not None and kind.named_in and comp.path.startswith(kind.named_in + "["):
+        table = join(join(kind.named_in.split(".")[0], f"{kind.name}_params"), comp.spec.name)
+    else:
+        table = join(comp.path, "params")
+    return table + (f".{param}" if param and not param.startswith("[") else param)
 
 
 def _facts(resolved: "ResolvedRecipe") -> tuple[dict[str, Facts], list[Problem]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -42,13 +42,17 @@ class EvaluationStream:
     ``passes``: pass name -> (number of items, image set names). ``per_image``: metric name -> object with
     ``per_image(real, fake)``, for passes with both a "real" and a "fake" set. ``features``: images -> (B, d)
     features (``None``: no feature statistics). ``prepare``: the protocol's image preprocessing (quantisation,
-    JPEG round trip), applied before the features and the per-image metrics.
+    JPEG round trip), applied before the features and the per-image metrics. ``streams``: the
+    ``FeatureStream``s the set metrics declared (one accumulator per stream name, pass and image set; each
+    distinct network runs once per batch).
     """
 
     def __init__(self, *, passes: dict[str, tuple[int, tuple[str, ...]]], per_image: dict[str, Any],
                  features: Callable[[Tensor], Tensor] | None, feature_dim: int, subset: int, seed: int,
-                 image_shape: tuple[int, ...], grid: int, prepare: Callable[[Tensor], Tensor] = lambda x: x):
+                 image_shape: tuple[int, ...], grid: int, prepare: Callable[[Tensor], Tensor] = lambda x: x,
+                 streams: Sequence[Any] = ()):
         self.passes, self.per_image, self.features, self.prepare = passes, per_image, features, prepare
+        self.streams, self.stream_sets = _distinct_streams(streams)
         self.acc: dict[str, Any] = {}
         self.cursor: dict[str, int] = {name: 0 for name in passes}
         pixels = int(torch.tensor(image_shape).prod())
@@ -58,6 +62,9 @@ class EvaluationStream:
                 if features is not None:
                     self.acc[f"{name}.{s}.moments"] = FeatureMoments(feature_dim)
                     self.acc[f"{name}.{s}.subset"] = FeatureSubset(size, feature_dim, subset, seed)
+                for stream in self.streams:
+                    if s in self.stream_sets[stream.name]:
+                        self.acc[f"{name}.{s}.stream.{stream.name}"] = stream.accumulator(size, seed)
                 if grid:
                     self.acc[f"{name}.{s}.grid"] = FeatureSubset(size, pixels, grid, seed, first=True)
             if {"real", "fake"} <= set(sets):
@@ -77,6 +84,14 @@ class EvaluationStream:
                 f = self.features(x)
                 self.acc[f"{name}.{s}.moments"].update(f)
                 self.acc[f"{name}.{s}.subset"].update(f, items)
+            outputs: dict[int, dict[str, Tensor]] = {}
+            for stream in self.streams:  # each network once per batch, whatever number of streams read it
+                if s not in self.stream_sets[stream.name]:
+                    continue
+                if id(stream.network) not in outputs:
+                    outputs[id(stream.network)] = stream.network(x)
+                self.acc[f"{name}.{s}.stream.{stream.name}"].update(outputs[id(stream.network)][stream.output],
+                                                                      items)
         if "real" in prepared and "fake" in prepared:
             for metric, obj in self.per_image.items():
                 self.acc[f"{name}.{metric}"].update(obj.per_image(prepared["real"], prepared["fake"]))
@@ -171,6 +186,27 @@ class EvaluationStream:
 
     def subset(self, name: str, s: str) -> FeatureSubset:
         return self.acc[f"{name}.{s}.subset"]
+
+    def stream_summaries(self, name: str, s: str) -> dict[str, Any]:
+        """Stream name -> its accumulator's ``summary()`` for pass ``name``, image set ``s``."""
+        return {stream.name: self.acc[f"{name}.{s}.stream.{stream.name}"].summary() for stream in self.streams
+                if f"{name}.{s}.stream.{stream.name}" in self.acc}
+
+
+def _distinct_streams(streams: Sequence[Any]) -> tuple[list[Any], dict[str, set[str]]]:
+    """One stream per name, and the image sets any metric reads it from; two metrics declaring one name must
+    mean the same network output."""
+    by_name: dict[str, Any] = {}
+    sets: dict[str, set[str]] = {}
+    for stream in streams:
+        if "/" in stream.name:
+            raise ValueError(f"feature stream names may not contain '/', got {stream.name!r}")
+        first = by_name.setdefault(stream.name, stream)
+        if first is not stream and (first.output != stream.output or first.network is not stream.network):
+            raise ValueError(f"two metrics declare the feature stream {stream.name!r} with different networks "
+                             f"or outputs; give one of them another name")
+        sets.setdefault(stream.name, set()).update(stream.sets)
+    return list(by_name.values()), sets
 
 
 def _clone_empty(accumulator):

@@ -4,12 +4,17 @@ as an ADM-layout ``.npz`` that ``[evaluation] reference`` reads.
 The images stream through the same accumulators as evaluation (float64 moments and a seeded feature subset),
 so N is limited by time, not memory. Without ``--images`` every image of the split is used; with it, a seeded
 random subset (the reference the evaluation stage would draw itself).
+
+``specmatch stats --check-weights FILE`` runs pytorch-fid's full Inception network (``metrics/inception_full.py``)
+on the same prepared images in the same pass (``NetworkCheck``): it reports the FID between the bundled
+network's pool features and pytorch-fid's, and the largest relative difference of one image's features, and
+adds the spatial moments (``mu_s``/``sigma_s``, for sFID) to the file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -32,8 +37,9 @@ def dataset_from_source(source: Path, split: str, resolution: int, registry_load
 
 
 def dataset_statistics(dataset, *, images: int | None, batch_size: int, network, seed: int, subset: int,
-                       quantize_uint8: bool, jpeg_quality: int) -> FeatureSet:
-    """Mean, covariance and a seeded feature subset of ``images`` items of ``dataset`` (all when None)."""
+                       quantize_uint8: bool, jpeg_quality: int, streams: Sequence[Any] = ()) -> FeatureSet:
+    """Mean, covariance and a seeded feature subset of ``images`` items of ``dataset`` (all when None), and the
+    summaries of the given feature ``streams`` (``specmatch.FeatureStream``)."""
     from accelerate import Accelerator
 
     from specmatch.metrics.quantize import protocol_images
@@ -50,7 +56,7 @@ def dataset_statistics(dataset, *, images: int | None, batch_size: int, network,
                               feature_dim=network.feature_dim, subset=subset, seed=seed,
                               image_shape=tuple(dataset[0][0].shape), grid=0,
                               prepare=lambda x: protocol_images(x, quantize=quantize_uint8,
-                                                                jpeg_quality=jpeg_quality))
+                                                                jpeg_quality=jpeg_quality), streams=streams)
 
     def batches(start: int, stop: int):
         for s in range(start, stop, batch_size):
@@ -61,4 +67,67 @@ def dataset_statistics(dataset, *, images: int | None, batch_size: int, network,
     moments = stream.moments("reference", "real")
     mean, cov = moments.mean_cov()
     return FeatureSet(n=moments.n, mean=mean, cov=cov, features=stream.subset("reference", "real").features(),
-                      network=network.describe()["name"])
+                      network=network.describe()["name"], streams=stream.stream_summaries("reference", "real"))
+
+
+CHECK_POOL_STREAM = "pytorch-fid-pool"
+
+
+class NetworkCheck:
+    """The bundled pool-feature network paired with pytorch-fid's full network on the same images.
+
+    It stands in for the bundled network (``__call__``: its pool features, remembered for the batch) and is
+    the network of two feature streams (``compare``): pytorch-fid's pool features and the sFID spatial
+    features. While comparing it keeps the largest relative difference ``|f_bundled - f_full| / |f_full|`` (L2
+    norms per image) it has seen. ``specmatch stats`` runs in one process, so a running maximum is enough.
+    """
+
+    def __init__(self, bundled, full):
+        self.bundled, self.full = bundled, full
+        self.feature_dim = bundled.feature_dim
+        self.sha256 = bundled.sha256
+        self.max_relative_difference = 0.0
+        self._last: tuple[Any, Any] | None = None
+        self.compare_network = self.compare  # one object for both streams, so the engine calls it once per batch
+
+    def describe(self) -> dict:
+        return self.bundled.describe()
+
+    def __call__(self, images):
+        features = self.bundled(images)
+        self._last = (images, features)
+        return features
+
+    def compare(self, images) -> dict:
+        import torch
+
+        bundled = self._last[1] if self._last is not None and self._last[0] is images else self.bundled(images)
+        out = self.full(images)
+        full = out["pool"].detach().to("cpu", torch.float64)
+        difference = (bundled.to("cpu", torch.float64) - full).norm(dim=1) / full.norm(dim=1).clamp_min(1e-12)
+        if len(difference):
+            self.max_relative_difference = max(self.max_relative_difference, float(difference.max()))
+        return out
+
+    def streams(self) -> list:
+        """The pytorch-fid pool stream (for the check) and the sFID spatial stream (for the file)."""
+        from specmatch.core.components import FeatureStream
+        from specmatch.metrics.inception_full import NAME, SPATIAL_DIM
+        from specmatch.metrics.reference import ADM_SPATIAL_STREAM
+        from specmatch.metrics.streaming import StreamMoments
+
+        net = self.compare_network
+        return [FeatureStream(name=CHECK_POOL_STREAM, network=net, output="pool", network_name=NAME,
+                              accumulator=StreamMoments.factory(self.feature_dim, NAME)),
+                FeatureStream(name=ADM_SPATIAL_STREAM, network=net, output="spatial", network_name=NAME,
+                              accumulator=StreamMoments.factory(SPATIAL_DIM, NAME))]
+
+    def report(self, result: FeatureSet) -> dict[str, float]:
+        """FID between the two networks' pool features of the same images, and the largest relative difference."""
+        from specmatch.metrics.frechet import frechet_distance
+
+        other = result.streams[CHECK_POOL_STREAM]
+        return {"fid_between_networks": frechet_distance(result.mean, result.cov, other.mean, other.cov,
+                                                         method="eigh"),
+                "max_relative_difference": self.max_relative_difference, "n": result.n}
+

@@ -7,8 +7,12 @@
   linear calibration layers; the ImageNet VGG/AlexNet backbone must come from a local torchvision checkpoint
   (a file the user names, or the user's torch hub cache). Nothing is downloaded: a missing file raises
   :class:`~specmatch.core.errors.WeightsError`.
+- :class:`LPIPSFromFiles`: the same LPIPS v0.1 network without the ``lpips`` package: the architecture of
+  ``stlpips-pytorch`` (a copy of lpips' with its shift-tolerant variants added), the backbone from torchvision's
+  file and the linear layers from LPIPS's own ``vgg.pth``/``alex.pth``, both files the user provides.
+- :class:`LPIPSMetric`: one of these as the per-image ``lpips`` evaluation metric (rLPIPS).
 
-Both take images in [-1, 1], shape (B, 3, H, W), and return one distance per sample, shape (B,). They are
+All take images in [-1, 1], shape (B, 3, H, W), and return one distance per sample, shape (B,). They are
 frozen (parameters never require grad, eval mode even when a parent calls ``.train()``) while gradients still
 flow to the inputs, so they serve as losses.
 """
@@ -29,7 +33,7 @@ from torch import Tensor, nn
 from specmatch.core.errors import WeightsError
 from specmatch.nn.frozen import FrozenModule
 
-__all__ = ["STLPIPS", "LPIPS", "load_stlpips", "stlpips_weights_path"]
+__all__ = ["STLPIPS", "LPIPS", "LPIPSFromFiles", "LPIPSMetric", "load_stlpips", "stlpips_weights_path"]
 
 _STLPIPS_NETS = ("alex", "vgg")
 
@@ -200,23 +204,7 @@ class LPIPS(FrozenModule):
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # unreadable or not a checkpoint
             raise WeightsError(f"cannot read the LPIPS {net} backbone checkpoint {path}: {exc}") from exc
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        # lpips slices torchvision's `features` Sequential keeping the indices: net.sliceK.<i>.<p> = features.<i>.<p>
-        backbone = {}
-        missing = []
-        for key in model.net.state_dict():
-            source = "features." + key.split(".", 1)[1]
-            if source in state:
-                backbone[key] = state[source]
-            else:
-                missing.append(source)
-        if missing:
-            raise WeightsError(f"{path} is not a torchvision ImageNet {net} checkpoint: missing {missing[:4]}")
-        try:
-            model.net.load_state_dict(backbone, strict=True)
-        except RuntimeError as exc:
-            raise WeightsError(f"{path} does not fit the LPIPS {net} backbone: {exc}") from exc
+        _load_backbone(model.net, state, path, net)
         return model.eval()
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
@@ -226,3 +214,116 @@ class LPIPS(FrozenModule):
 
     def describe(self) -> dict:
         return {"name": self.name, "net": self.net, "backbone_weights": str(self.weights_path), "package": "lpips"}
+
+
+def _load_backbone(backbone: nn.Module, state, path: Path, net: str) -> None:
+    """Load a torchvision ImageNet checkpoint into lpips' sliced backbone (``sliceK.<i>`` = ``features.<i>``)."""
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path} is not a torchvision ImageNet {net} checkpoint (no state dict)")
+    tensors, missing = {}, []
+    for key in backbone.state_dict():
+        source = "features." + key.split(".", 1)[1]
+        if source in state:
+            tensors[key] = state[source]
+        else:
+            missing.append(source)
+    if missing:
+        raise WeightsError(f"{path} is not a torchvision ImageNet {net} checkpoint: missing {missing[:4]}")
+    try:
+        backbone.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"{path} does not fit the LPIPS {net} backbone: {exc}") from exc
+
+
+def _read_state(path: Path, what: str):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unreadable or not a checkpoint
+        raise WeightsError(f"cannot read the {what} {path}: {exc}") from exc
+
+
+class LPIPSFromFiles(FrozenModule):
+    """LPIPS v0.1 (Zhang et al. 2018) from two local files, without the ``lpips`` package.
+
+    Args:
+        backbone: torchvision's ImageNet checkpoint of the backbone (``vgg16-397923af.pth``); ``None`` looks in
+            the torch hub cache (``torch.hub.get_dir()/checkpoints/``).
+        linear: LPIPS v0.1's linear calibration layers for that backbone (the ``lpips`` package's
+            ``weights/v0.1/vgg.pth``: ``lin0.model.1.weight`` ... ``lin4.model.1.weight``).
+        net: "vgg" or "alex".
+
+    Images in [-1, 1], (B, 3, H, W) -> (B,) distances. Raises ``WeightsError`` naming a missing or unfit file.
+    """
+
+    name = "LPIPS"
+
+    def __init__(self, *, linear: Union[str, Path], backbone: Optional[Union[str, Path]] = None, net: str = "vgg"):
+        super().__init__()
+        import warnings
+
+        if net not in _TORCHVISION_BACKBONE_FILES:
+            raise WeightsError(f"LPIPS backbone must be one of {tuple(_TORCHVISION_BACKBONE_FILES)}, got {net!r}")
+        backbone_path = Path(backbone).expanduser() if backbone else _default_backbone_path(net)
+        linear_path = Path(linear).expanduser()
+        for path, what in ((backbone_path, f"torchvision ImageNet {net} checkpoint "
+                                           f"({_TORCHVISION_BACKBONE_FILES[net]})"),
+                           (linear_path, f"LPIPS v0.1 linear layers for {net} ({net}.pth of the lpips package)")):
+            if not path.is_file():
+                raise WeightsError(f"LPIPS: the {what} was not found at {path}; specmatch never downloads weights")
+        stlpips = _import_stlpips()
+        with warnings.catch_warnings():  # stlpips builds torchvision's network with the old `pretrained=` argument
+            warnings.simplefilter("ignore", UserWarning)
+            model = stlpips.LPIPS(pretrained=False, net=net, variant="", pnet_rand=True, verbose=False)
+        _load_backbone(model.net, _read_state(backbone_path, f"{net} backbone checkpoint"), backbone_path, net)
+        linear_state = _read_state(linear_path, "LPIPS linear layers")
+        wanted = {k for k in model.state_dict() if k.startswith("lin") and not k.startswith("lins.")}
+        if not isinstance(linear_state, dict) or set(linear_state) != wanted:
+            got = sorted(linear_state)[:5] if isinstance(linear_state, dict) else type(linear_state).__name__
+            raise WeightsError(f"{linear_path} is not LPIPS v0.1's {net} linear-layer file: expected the keys "
+                               f"{sorted(wanted)[:3]}..., got {got}")
+        try:
+            model.load_state_dict(linear_state, strict=False)
+        except RuntimeError as exc:
+            raise WeightsError(f"{linear_path} does not fit LPIPS {net}: {exc}") from exc
+        self.net, self.weights_path, self.linear_path = net, backbone_path, linear_path
+        self.model = model.eval()
+        self._freeze()
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        if x.shape != y.shape:
+            raise ValueError(f"LPIPS inputs differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+        return self.model(x, y).reshape(x.shape[0])
+
+    def describe(self) -> dict:
+        return {"name": self.name, "net": self.net, "backbone_weights": str(self.weights_path),
+                "linear_weights": str(self.linear_path), "package": "stlpips-pytorch (LPIPS v0.1 architecture)"}
+
+
+class LPIPSMetric:
+    """A perceptual distance as a per-image evaluation metric: ``per_image(real, fake) -> (B,)`` float32.
+
+    The module follows the batches' device (the engine hands metrics batches on the evaluation device)."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self._device = torch.device("cpu")
+
+    @classmethod
+    def from_files(cls, *, linear, backbone=None, net: str = "vgg") -> "LPIPSMetric":
+        return cls(LPIPSFromFiles(linear=linear, backbone=backbone, net=net))
+
+    @classmethod
+    def shift_tolerant(cls, net: str = "vgg") -> "LPIPSMetric":
+        return cls(STLPIPS(net))
+
+    def describe(self) -> dict:
+        return self.module.describe()
+
+    @torch.no_grad()
+    def per_image(self, real: Tensor, fake: Tensor) -> Tensor:
+        if real.device != self._device:
+            self.module.to(real.device)
+            self._device = real.device
+        return self.module(fake.float().clamp(-1, 1), real.float().clamp(-1, 1)).float()

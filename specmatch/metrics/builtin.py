@@ -54,3 +54,31 @@ class PrecisionRecall:
 
         precision, recall = precision_recall(real.features, fake.features, k=self.k)
         return {"precision": precision, "recall": recall}
+
+
+@attrs.frozen
+class StreamFrechet:
+    """Frechet distance of the Gaussians of one feature stream (sFID, FD-DINOv2); ``key`` names the output."""
+
+    key: str
+    feature_streams: tuple
+
+    def compute(self, real: FeatureSet, fake: FeatureSet) -> dict[str, float]:
+        from .frechet import frechet_distance
+
+        name = self.feature_streams[0].name
+        a, b = real.streams[name], fake.streams[name]
+        return {self.key: frechet_distance(a.mean, a.cov, b.mean, b.cov, method="eigh")}
+
+
+@attrs.frozen
+class InceptionScore:
+    """Inception Score of the fake set from its per-split softmax sums (``metrics.streaming.SplitSoftmaxKL``)."""
+
+    feature_streams: tuple
+
+    def compute(self, real: FeatureSet, fake: FeatureSet) -> dict[str, float]:
+        from .streaming import inception_score
+
+        mean, std = inception_score(*fake.streams[self.feature_streams[0].name])
+        return {"is": mean, "is_std": std}

@@ -113,3 +113,95 @@ class MeanOfValues:
 
     def load(self, state: dict[str, Tensor]) -> None:
         self.total, self.count = state["total"].clone(), state["count"].clone()
+
+
+# -- accumulators of declared feature streams (``specmatch.FeatureStream``) -------------------------------------
+
+
+class StreamMoments:
+    """A feature stream's float64 moments; ``summary()`` is a ``FeatureSet`` (n, mean, cov) for Frechet metrics."""
+
+    def __init__(self, dim: int, network: str = ""):
+        self.moments = FeatureMoments(dim)
+        self.network = network
+
+    @classmethod
+    def factory(cls, dim: int, network: str = ""):
+        """The ``FeatureStream.accumulator`` of a stream of ``dim``-d features."""
+        return lambda size, seed: cls(dim, network)
+
+    def update(self, features: Tensor, items: list[int]) -> None:
+        self.moments.update(features.flatten(1))
+
+    def summary(self):
+        from specmatch.core.components import FeatureSet
+
+        mean, cov = self.moments.mean_cov()
+        return FeatureSet(n=self.moments.n, mean=mean, cov=cov, network=self.network)
+
+    def state(self) -> dict[str, Tensor]:
+        return self.moments.state()
+
+    def load(self, state: dict[str, Tensor]) -> None:
+        self.moments = FeatureMoments(self.moments.dim)  # a fresh object: copies of this accumulator share none
+        self.moments.load(state)
+
+
+@torch.no_grad()
+def _softmax_float64(logits: Tensor) -> Tensor:
+    return torch.softmax(logits.detach().to(device="cpu", dtype=torch.float64), dim=1)
+
+
+class SplitSoftmaxKL:
+    """What the Inception Score needs of class logits, per split of the items, as sums.
+
+    Item i of a pass of ``size`` items belongs to split ``i * splits // size`` (consecutive blocks of item
+    indices, as ADM's evaluator splits its 50k samples into ten blocks of 5000). Per split it keeps the count,
+    the sum of p(y|x) (C,) and the sum of sum_y p log p, because the split's mean KL(p(y|x) || p(y)) is
+    ``mean(sum_y p log p) - sum_y pbar log pbar`` with ``pbar`` the split's mean of p: sums over items, so
+    batches, processes and resumed chunks add up. ``summary()`` returns ``(counts (S,), prob_sums (S, C),
+    neg_entropy_sums (S,))`` as float64 numpy arrays.
+    """
+
+    def __init__(self, size: int, splits: int, classes: int):
+        self.size, self.splits = int(size), int(splits)
+        self.count = torch.zeros(self.splits, dtype=torch.float64)
+        self.prob_sum = torch.zeros(self.splits, int(classes), dtype=torch.float64)
+        self.neg_entropy_sum = torch.zeros(self.splits, dtype=torch.float64)
+
+    @classmethod
+    def factory(cls, splits: int, classes: int):
+        return lambda size, seed: cls(size, splits, classes)
+
+    def update(self, logits: Tensor, items: list[int]) -> None:
+        p = _softmax_float64(logits)
+        plogp = (p * torch.log(p.clamp_min(torch.finfo(torch.float64).tiny))).sum(1)
+        split = torch.tensor([int(i) * self.splits // max(self.size, 1) for i in items], dtype=torch.long)
+        split = split.clamp(0, self.splits - 1)
+        self.count.index_add_(0, split, torch.ones(len(items), dtype=torch.float64))
+        self.prob_sum.index_add_(0, split, p)
+        self.neg_entropy_sum.index_add_(0, split, plogp)
+
+    def summary(self):
+        return self.count.numpy().copy(), self.prob_sum.numpy().copy(), self.neg_entropy_sum.numpy().copy()
+
+    def state(self) -> dict[str, Tensor]:
+        return {"count": self.count, "prob_sum": self.prob_sum, "neg_entropy_sum": self.neg_entropy_sum}
+
+    def load(self, state: dict[str, Tensor]) -> None:
+        self.count = state["count"].to(torch.float64).clone()
+        self.prob_sum = state["prob_sum"].to(torch.float64).clone()
+        self.neg_entropy_sum = state["neg_entropy_sum"].to(torch.float64).clone()
+
+
+def inception_score(counts: np.ndarray, prob_sums: np.ndarray, neg_entropy_sums: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation over the non-empty splits of exp(E_x KL(p(y|x) || p(y))) (Salimans et al.
+    2016), from the sums of ``SplitSoftmaxKL``."""
+    keep = counts > 0
+    if not keep.any():
+        raise ValueError("the Inception Score needs at least one image")
+    counts, prob_sums, neg_entropy_sums = counts[keep], prob_sums[keep], neg_entropy_sums[keep]
+    pbar = prob_sums / counts[:, None]
+    cross = (pbar * np.log(np.clip(pbar, np.finfo(np.float64).tiny, None))).sum(1)
+    scores = np.exp(neg_entropy_sums / counts - cross)
+    return float(scores.mean()), float(scores.std())

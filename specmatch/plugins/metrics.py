@@ -1,12 +1,15 @@
 """Built-in evaluation metrics, registered like a third party's (kind ``metric``; see docs/evaluation.md).
 
-Per-image metrics (reconstruction pairs): ``psnr``, ``psnr-uint8``, ``ssim``, ``l1``. Set metrics (on the
-feature network's statistics of two image sets): ``fid``, ``kid``, ``precision-recall``.
+Per-image metrics (reconstruction pairs): ``psnr``, ``psnr-uint8``, ``ssim``, ``l1``, ``lpips``. Set metrics (on
+the feature network's statistics of two image sets): ``fid``, ``kid``, ``precision-recall``; on feature streams
+of networks the user provides (``specmatch.FeatureStream``): ``sfid``, ``inception-score``, ``fd-dinov2``.
 """
 
 import attrs
 
-from specmatch import MetricSpec, hookimpl, param
+from specmatch import Facts, FileNeed, MetricSpec, ParamError, hookimpl, param
+from specmatch.metrics.weights_files import (DINOV2_MODEL, LPIPS_VGG_LINEAR_FILE, PYTORCH_FID_FILE,
+                                             PYTORCH_FID_SHA256_PREFIX, VGG16_FILE)
 
 
 def build_psnr(params, ctx):
@@ -68,6 +71,142 @@ def build_precision_recall(params: PrecisionRecallParams, ctx):
     return PrecisionRecall(k=params.k)
 
 
+# -- sFID and Inception Score: pytorch-fid's full Inception network from the user's file ----------------------
+
+SPATIAL_STREAM, LOGITS_STREAM = "inception-spatial", "inception-logits"
+
+
+@attrs.frozen(kw_only=True)
+class FullInceptionParams:
+    weights: str = param("", doc=f"pytorch-fid's Inception weights file {PYTORCH_FID_FILE} (a state dict with the "
+                                 "logits and mixed_6 features; never downloaded)", path=True)
+    sha256: str = param(PYTORCH_FID_SHA256_PREFIX, doc="expected sha256 of the file, or a prefix of it (default: the "
+                                                       "8 hex digits its name carries); '' = not checked")
+
+
+@attrs.frozen(kw_only=True)
+class InceptionScoreParams(FullInceptionParams):
+    splits: int = param(10, doc="consecutive blocks of item indices the score is averaged over (ADM, "
+                                "Salimans et al.: 10)", ge=1)
+
+
+def _weights_facts(name: str):
+    def facts(params):
+        if not params.weights:
+            raise ParamError("weights", f"{name} needs pytorch-fid's Inception weights file {PYTORCH_FID_FILE}: set "
+                                        f"[evaluation.metric_params.{name}] weights = \"path/to/{PYTORCH_FID_FILE}\" "
+                                        f"(specmatch never downloads it)")
+        return Facts(files=[FileNeed(param="weights", path=params.weights,
+                                     what=f"pytorch-fid Inception weights ({PYTORCH_FID_FILE})")])
+    return facts
+
+
+def _full_inception(params, ctx, name: str):
+    from specmatch.metrics.inception_full import load_full_inception
+
+    if not params.weights:
+        _weights_facts(name)(params)  # raises the ParamError validate reports
+    return load_full_inception(ctx.resolve_path(params.weights), sha256=params.sha256,
+                               what=f"evaluation.metric_params.{name}.weights")
+
+
+def build_sfid(params: FullInceptionParams, ctx):
+    from specmatch import FeatureStream
+    from specmatch.metrics.builtin import StreamFrechet
+    from specmatch.metrics.inception_full import NAME, SPATIAL_DIM
+    from specmatch.metrics.streaming import StreamMoments
+
+    net = _full_inception(params, ctx, "sfid")
+    stream = FeatureStream(name=SPATIAL_STREAM, network=net, output="spatial", network_name=NAME,
+                           accumulator=StreamMoments.factory(SPATIAL_DIM, NAME))
+    return StreamFrechet("sfid", (stream,))
+
+
+def build_inception_score(params: InceptionScoreParams, ctx):
+    from specmatch import FeatureStream
+    from specmatch.metrics.builtin import InceptionScore
+    from specmatch.metrics.inception_full import NAME, NUM_LOGITS
+    from specmatch.metrics.streaming import SplitSoftmaxKL
+
+    net = _full_inception(params, ctx, "inception-score")
+    stream = FeatureStream(name=f"{LOGITS_STREAM}-{params.splits}", network=net, output="logits", network_name=NAME,
+                           accumulator=SplitSoftmaxKL.factory(params.splits, NUM_LOGITS), sets=("fake",))
+    return InceptionScore((stream,))
+
+
+# -- FD-DINOv2 ------------------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class FDDinov2Params:
+    weights: str = param("", doc="local DINOv2 weights (.safetensors/.pth: the timm hub file or the original "
+                                 "DINOv2 checkpoint); never downloaded", path=True)
+    model: str = param(DINOV2_MODEL, doc="timm name of the network (Stein et al. use ViT-L/14: "
+                                         "vit_large_patch14_dinov2.lvd142m)")
+    sha256: str = param("", doc="expected sha256 of the weights file ('' = not checked; recorded anyway)")
+    input_size: int = param(224, doc="side the images are resized to, bicubic (dgm-eval: 224)", ge=14, le=2048)
+
+
+def fd_dinov2_facts(params: FDDinov2Params):
+    if not params.weights:
+        raise ParamError("weights", f"fd-dinov2 needs a local DINOv2 weights file for {params.model}: set "
+                                    "[evaluation.metric_params.fd-dinov2] weights = \"path/to/model.safetensors\" "
+                                    "(specmatch never downloads it)")
+    return Facts(files=[FileNeed(param="weights", path=params.weights, what=f"DINOv2 weights ({params.model})")])
+
+
+def build_fd_dinov2(params: FDDinov2Params, ctx):
+    from specmatch import FeatureStream
+    from specmatch.metrics.builtin import StreamFrechet
+    from specmatch.metrics.dinov2 import DINOv2ClassToken
+    from specmatch.metrics.streaming import StreamMoments
+
+    fd_dinov2_facts(params)
+    net = DINOv2ClassToken(params.model, ctx.resolve_path(params.weights), sha256=params.sha256 or None,
+                           input_size=params.input_size)
+    stream = FeatureStream(name="dinov2-cls", network=net, output="cls", network_name=net.name,
+                           accumulator=StreamMoments.factory(net.feature_dim, net.name))
+    return StreamFrechet("fd_dinov2", (stream,))
+
+
+# -- rLPIPS ---------------------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class LPIPSParams:
+    variant: str = param("lpips", doc="'lpips': LPIPS v0.1 (Zhang et al. 2018) from the two files below; "
+                                      "'shift-tolerant': ST-LPIPS, whose weights ship with stlpips-pytorch",
+                         choices=("lpips", "shift-tolerant"))
+    net: str = param("vgg", doc="backbone (rLPIPS as the field reports it: vgg)", choices=("vgg", "alex"))
+    backbone: str = param("", doc=f"torchvision's ImageNet backbone file ({VGG16_FILE} for vgg; '' = the torch hub "
+                                  "cache's checkpoints folder); variant lpips only", path=True)
+    linear: str = param("", doc=f"LPIPS v0.1's linear-layer weights of the backbone ({LPIPS_VGG_LINEAR_FILE} for "
+                                "vgg); variant lpips only", path=True)
+
+
+def lpips_facts(params: LPIPSParams):
+    if params.variant != "lpips":
+        return Facts()
+    if not params.linear:
+        raise ParamError("linear", f"lpips needs LPIPS v0.1's {params.net} linear-layer weights (for vgg: "
+                                   f"{LPIPS_VGG_LINEAR_FILE}): set [evaluation.metric_params.lpips] linear = "
+                                   f"\"path/to/{params.net}.pth\", or variant = \"shift-tolerant\" (weights bundled)")
+    files = [FileNeed(param="linear", path=params.linear, what=f"LPIPS {params.net} linear layers")]
+    if params.backbone:
+        files.append(FileNeed(param="backbone", path=params.backbone, what=f"torchvision ImageNet {params.net}"))
+    return Facts(files=files)
+
+
+def build_lpips(params: LPIPSParams, ctx):
+    from specmatch.losses.perceptual import LPIPSMetric
+
+    lpips_facts(params)
+    if params.variant == "shift-tolerant":
+        return LPIPSMetric.shift_tolerant(params.net)
+    return LPIPSMetric.from_files(backbone=ctx.resolve_path(params.backbone) if params.backbone else None,
+                                  linear=ctx.resolve_path(params.linear), net=params.net)
+
+
 @hookimpl
 def specmatch_metrics():
     return [
@@ -87,4 +226,17 @@ def specmatch_metrics():
                    needs_features=True,
                    summary="improved precision and recall, k-NN balls (Kynkaanniemi et al. 2019), on the kept "
                            "feature subsets"),
+        MetricSpec(name="sfid", factory=build_sfid, params=FullInceptionParams, facts=_weights_facts("sfid"),
+                   summary="spatial FID (Nash et al. 2021, as ADM's evaluator): Frechet distance of the first 7 "
+                           "channels of Inception's mixed_6/conv (17x17x7 = 2023-d); needs pytorch-fid's weights"),
+        MetricSpec(name="inception-score", factory=build_inception_score, params=InceptionScoreParams,
+                   facts=_weights_facts("inception-score"),
+                   summary="Inception Score (Salimans et al. 2016) of the generated images, 1008-way softmax, "
+                           "mean over splits; needs pytorch-fid's weights"),
+        MetricSpec(name="fd-dinov2", factory=build_fd_dinov2, params=FDDinov2Params, facts=fd_dinov2_facts,
+                   summary="Frechet distance of DINOv2 class tokens (Stein et al. 2023, dgm-eval); needs a local "
+                           "DINOv2 file"),
+        MetricSpec(name="lpips", factory=build_lpips, params=LPIPSParams, facts=lpips_facts, per_image=True,
+                   summary="LPIPS (Zhang et al. 2018) of reconstructions, VGG, mean over images (rLPIPS); needs "
+                           "local VGG and LPIPS weights, or the bundled ST-LPIPS"),
     ]

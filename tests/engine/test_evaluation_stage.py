@@ -201,3 +201,36 @@ def test_metric_params_come_from_the_named_table():
         with pytest.raises(RecipeError) as info:
             load_recipe(SMOKE, [override])
         assert any(p.path.startswith(path) for p in info.value.problems), override
+
+
+@pytest.mark.slow  # two evaluations of untrained tiny models with a second feature network
+def test_metrics_on_their_own_networks_run_through_the_stage(tmp_path, feature_net):
+    """FD-DINOv2 (a tiny random timm ViT from a local file) through the same streaming path: rFD and gen FD next
+    to FID, with their own network in the provenance; a reference file without the DINOv2 stream skips
+    FD-DINOv2 and keeps the rest. (rLPIPS needs images of 32 px or more; tests/metrics covers it.)"""
+    import numpy as np
+    import timm
+    from safetensors.torch import save_file
+
+    from specmatch.core.components import FeatureSet
+    from specmatch.metrics.reference import write_reference
+
+    torch.manual_seed(0)
+    vit = timm.create_model("test_vit", pretrained=False, num_classes=0)
+    weights = tmp_path / "test_vit.safetensors"
+    save_file(vit.state_dict(), str(weights))
+    extra = ('evaluation.metrics=["psnr", "fid", "fd-dinov2"]',
+             f'evaluation.metric_params={{fd-dinov2={{model="test_vit", weights="{weights}", input_size=32}}}}')
+    result = _evaluate(tmp_path / "run", feature_net, extra=extra)
+    for key in ("recon_psnr", "rfid", "gen_fid", "rfd_dinov2", "gen_fd_dinov2"):
+        assert np.isfinite(result.metrics[key]), key
+    assert result.metrics["gen_fd_dinov2"] > 0
+    assert result.provenance["gen_fd_dinov2"] == {"protocol": "custom", "network": "test_vit class token", "n": 10}
+    assert result.provenance["gen_fid"]["network"] == "tiny stand-in"
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(50, 16))
+    ref = tmp_path / "ref.npz"
+    write_reference(ref, FeatureSet(n=50, mean=features.mean(0), cov=np.cov(features, rowvar=False)))
+    with_file = _evaluate(tmp_path / "run2", feature_net, extra=(*extra, f'evaluation.reference="{ref}"'))
+    assert "gen_fid" in with_file.metrics and "gen_fd_dinov2" not in with_file.metrics
+    assert "rfd_dinov2" in with_file.metrics  # reconstructions compare with their own originals

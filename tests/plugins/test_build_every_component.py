@@ -10,7 +10,9 @@ discriminator's logits.
 
 Weights: the ST-LPIPS networks ship in the stlpips-pytorch wheel and are used; LPIPS needs a torchvision
 backbone no wheel ships, so it is skipped naming the file it looked for; the timm teacher gets a tiny
-randomly initialised ViT (timm's ``test_vit``) saved to a local file (its factory never downloads).
+randomly initialised ViT (timm's ``test_vit``) saved to a local file (its factory never downloads), and so does
+the fd-dinov2 metric; sFID and the Inception Score need pytorch-fid's file and are skipped (their own slow tests
+build it with random weights).
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ TINY: dict[tuple[str, str], Any] = {
     ("sampler", "ddim"): {"steps": 2, "eta": 0.5},
     ("sampler", "dpmpp-2m"): {"steps": 3},
     ("discriminator", "patchgan"): {"base_channels": 8, "n_layers": 2},
+    ("metric", "lpips"): {"variant": "shift-tolerant", "net": "alex"},
+    ("metric", "fd-dinov2"): lambda files: {"model": "test_vit", "weights": str(files["timm_weights"]),
+                                            "input_size": 32},
 }
 
 
@@ -154,7 +159,10 @@ def skip_without_shipped_weights(spec: ComponentSpec, params: Any) -> None:
             stlpips_weights_path(params.net)
         except WeightsError as exc:
             pytest.skip(f"ST-LPIPS weights are not installed: {exc}")
-    if spec.name == "lpips":
+    if spec.kind == "metric" and spec.name in ("sfid", "inception-score"):
+        pytest.skip(f"{spec.name} needs pytorch-fid's Inception weights file, which no wheel ships; "
+                    "tests/metrics/test_inception_full.py builds it with random weights (marked slow)")
+    if spec.kind == "perceptual" and spec.name == "lpips":
         import importlib.util
 
         from specmatch.losses.perceptual import _TORCHVISION_BACKBONE_FILES, _default_backbone_path
@@ -375,12 +383,28 @@ def check_discriminator(spec, files):
 def check_metric(spec, files):
     from specmatch.core.components import FeatureSet
 
+    skip_without_shipped_weights(spec, tiny_params(spec, files))
     metric, _ = build(spec, files, {"evaluation": None})
     if spec.per_image:
         x, y = images(0), images(1)
         same, different = metric.per_image(x, x), metric.per_image(x, y)
         assert different.shape == (BATCH,) and torch.isfinite(different).all()
         assert not torch.equal(same, different)  # the value sees the difference between the images
+        return
+    streams = getattr(metric, "feature_streams", ())
+    if streams:  # a network of its own: its streams accumulate over real images, then compute
+        sets = []
+        for seeds in ((0, 1), (2, 3)):
+            x = torch.cat([images(s) for s in seeds])
+            summaries = {}
+            for stream in streams:
+                acc = stream.accumulator(len(x), 0)
+                acc.update(stream.network(x)[stream.output], list(range(len(x))))
+                summaries[stream.name] = acc.summary()
+            sets.append(FeatureSet(n=len(x), mean=None, cov=None, streams=summaries))
+        values, same = metric.compute(sets[0], sets[1]), metric.compute(sets[0], sets[0])
+        assert values and all(isinstance(k, str) and np.isfinite(v) for k, v in values.items())
+        assert values != same  # the value sees the difference between the image sets
         return
     g = torch.Generator().manual_seed(0)
     sets = []

@@ -72,9 +72,16 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
     protocol = PROTOCOLS[ev.protocol]
     per_image, per_set = _metric_objects(run, ev)
     metrics: dict[str, Any] = {"protocol": ev.protocol, "recon_latent": ev.reconstruction_latent}
+    if not ev.frechet:
+        per_set = {}
+    streams = [st for _, obj in per_set.values() for st in getattr(obj, "feature_streams", ())]
+    for st in streams:  # the engine owns devices: a module network moves to the evaluation device
+        if isinstance(st.network, nn.Module):
+            st.network.to(acc.device)
+    pool_metrics = any(not getattr(obj, "feature_streams", ()) for _, obj in per_set.values())
     network, why_not = (E.load_feature_network(ev.feature_network, run.resolved.recipe_dir, acc.device,
                                                protocol.feature_network_sha256)
-                        if ev.frechet and per_set else (None, "evaluation.frechet = false or no set metrics"))
+                        if pool_metrics else (None, "evaluation.frechet = false or no pool-feature metrics"))
     network_name = network.describe()["name"] if network is not None else "none"
     metrics["feature_network"] = network_name
     if network is not None:
@@ -87,19 +94,22 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
     generating = denoiser is not None and ev.num_samples > 0
     passes = {RECONSTRUCTION: (n_rec, ("real", "fake"))}
     reference_file = None
+    featured = network is not None or bool(streams)
+    reads_real = network is not None or any("real" in st.sets for st in streams)  # else no reference is needed
     if generating:
         passes[GENERATION] = (ev.num_samples, ("fake",))
-        if network is not None and ev.reference:
+        if reads_real and ev.reference:
             from specmatch.metrics.reference import read_reference
 
-            reference_file = read_reference(run.resolved.recipe_dir / ev.reference, network.feature_dim)
-        elif network is not None:
+            reference_file = read_reference(run.resolved.recipe_dir / ev.reference,
+                                            network.feature_dim if network is not None else None)
+        elif reads_real:
             passes[REFERENCE] = (min(ev.num_samples, len(train_set)), ("real",))
     stream = EvaluationStream(
         passes=passes, per_image=per_image, features=network, feature_dim=getattr(network, "feature_dim", 0),
         subset=ev.feature_subset, seed=run.seed("feature_subset"), image_shape=image_shape,
         grid=ev.sample_grid,
-        prepare=lambda x: _protocol_images(x, ev))
+        prepare=lambda x: _protocol_images(x, ev), streams=streams)
     folder = run.layout.root / "evaluation"
     path = folder / STATISTICS_FILE
     key = run.plan.stage("evaluation").key
@@ -172,30 +182,32 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
             metrics[key_name] = total.mean(RECONSTRUCTION, name)
             stamp(key_name, n_rec, "none")
     metrics["recon_images"] = float(n_rec)
-    if network is not None and n_rec >= 2:
+    if featured and n_rec >= 2:
         metrics["rn"] = float(n_rec)
         real, fake = _feature_set(total, RECONSTRUCTION, "real", network_name), \
             _feature_set(total, RECONSTRUCTION, "fake", network_name)
-        for key_name, value in _set_metrics(per_set, real, fake, "r").items():
+        for key_name, (value, net) in _set_metrics(per_set, real, fake, "r", network_name).items():
             metrics[key_name] = value
-            stamp(key_name, n_rec, network_name)
+            stamp(key_name, n_rec, net)
 
     samples_grid = None
     if generating:
         metrics["gen_samples"] = float(ev.num_samples)
         samples_grid = total.grid(GENERATION, "fake")
-        if network is not None and ev.num_samples >= 2:
+        if featured and ev.num_samples >= 2:
             fake = _feature_set(total, GENERATION, "fake", network_name)
             if reference_file is not None:
                 real = reference_file
                 metrics["gen_reference"] = f"{ev.reference} ({real.n or 'unknown'} images, {real.network})"
+            elif REFERENCE not in passes:  # the metrics read the samples only (the Inception Score)
+                real = FeatureSet(n=0, mean=None, cov=None, network="none")
             else:
                 real = _feature_set(total, REFERENCE, "real", network_name)
                 metrics["gen_reference"] = f"{real.n} random training images"
             metrics["gen_n"] = float(ev.num_samples)
-            for key_name, value in _set_metrics(per_set, real, fake, "gen_").items():
+            for key_name, (value, net) in _set_metrics(per_set, real, fake, "gen_", network_name).items():
                 metrics[key_name] = value
-                stamp(key_name, ev.num_samples, network_name)
+                stamp(key_name, ev.num_samples, net)
 
     reports = _diagnostics(run, autoencoder, test_set, ev, metrics)
     originals = total.grid(RECONSTRUCTION, "real")
@@ -232,18 +244,37 @@ def _protocol_images(images: torch.Tensor, ev) -> torch.Tensor:
 
 
 def _feature_set(total: EvaluationStream, name: str, s: str, network: str) -> FeatureSet:
+    streams = total.stream_summaries(name, s)
+    if f"{name}.{s}.moments" not in total.acc:  # no pool-feature network: the declared streams only
+        n = total.passes[name][0]
+        return FeatureSet(n=n, mean=None, cov=None, network="none", streams=streams)
     moments = total.moments(name, s)
     mean, cov = moments.mean_cov()
-    return FeatureSet(n=moments.n, mean=mean, cov=cov, features=total.subset(name, s).features(), network=network)
+    return FeatureSet(n=moments.n, mean=mean, cov=cov, features=total.subset(name, s).features(), network=network,
+                      streams=streams)
 
 
 def _set_metrics(per_set: dict[str, tuple[Any, Any]], real: FeatureSet, fake: FeatureSet,
-                 prefix: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+                 prefix: str, network: str) -> dict[str, tuple[float, str]]:
+    """Output key -> (value, feature network) of every set metric that has its inputs."""
+    out: dict[str, tuple[float, str]] = {}
     for name, (spec, obj) in per_set.items():
+        streams = getattr(obj, "feature_streams", ())
+        if streams:
+            missing = [st.name for st in streams for s, fs in (("real", real), ("fake", fake))
+                       if s in st.sets and st.name not in fs.streams]
+            if missing:
+                log.info(f"[evaluation] {name}: skipped, the reference has no {', '.join(missing)} statistics")
+                continue
+            used = ", ".join(dict.fromkeys(st.network_name or st.name for st in streams))
+        elif real.mean is None or fake.mean is None:
+            log.info(f"[evaluation] {name}: skipped, no pool-feature network")
+            continue
+        else:
+            used = network
         if spec.needs_features and (real.features is None or fake.features is None):
             log.info(f"[evaluation] {name}: skipped, the reference has no features (only mu and sigma)")
             continue
         for key, value in obj.compute(real, fake).items():
-            out[f"{prefix}{key}"] = float(value)
+            out[f"{prefix}{key}"] = (float(value), used)
     return out
