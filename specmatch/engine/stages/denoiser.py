@@ -120,6 +120,10 @@ def _latent_cache(run: RunContext, autoencoder, stats: LatentStatsResult, train_
     local = int(os.environ.get("LOCAL_WORLD_SIZE", acc.num_processes))
     mode, why = LC.choose_mode(cfg.latent_cache, LC.cache_bytes(len(train_set), shape), local_processes=local,
                                ram_fraction=cfg.latent_cache_ram_fraction, ram=LC.physical_memory())
+    if acc.num_processes > 1:  # machines may differ in RAM: every process follows the main one
+        from accelerate.utils import broadcast_object_list
+
+        mode, why = broadcast_object_list([mode, why])
     log.info(f"[denoiser] latent cache: {mode} ({why})")
     images = train_set if keep_images else None
     if mode == "memory":
