@@ -86,6 +86,10 @@ def test_disk_items_and_batches_equal_the_memory_cache(tmp_path):
     x, _ = Images()[4]
     post = ae.encode(torch.stack([x, x.flip(-1)]))
     assert torch.equal(memory[4][0], post.mean.half()) and torch.equal(memory[4][1], post.std.half())
+    # with the clean images (REPA's teacher reads them): the dataset's own image, as in memory
+    with_images = LC.DiskLatents(tmp_path / "cache", index, images=Images())
+    item = with_images.__getitems__([6])[0]
+    assert len(item) == 4 and torch.equal(item[3], Images()[6][0]) and torch.equal(item[0], memory[6][0])
     # what the denoiser stage sees: the same batches, step by step
     loaders = [step_loader(d, global_batch=4, seed=7, start_step=0, num_steps=6, rank=0, world=1)
                for d in (memory, disk)]

@@ -130,6 +130,15 @@ def _latent_cache(run: RunContext, autoencoder, stats: LatentStatsResult, train_
         return LC.encode_in_memory(acc, autoencoder, train_set, latent_shape=shape, batch_size=batch,
                                    keep_images=keep_images)
     owner = _autoencoder_layout(run)
+    try:
+        owner.latent_cache.mkdir(parents=True, exist_ok=True)
+        writable = os.access(owner.latent_cache, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        raise SpecmatchError(f"{run.resolved.source}: train.denoiser.latent_cache: the disk cache goes to "
+                             f"{owner.latent_cache}, which cannot be written; make it writable or set "
+                             f"train.denoiser.latent_cache = 'memory'")
     about = _cache_identity(run, owner, len(train_set), shape)
     index = LC.build_disk_cache(acc, autoencoder, train_set, owner.latent_cache, key=LC.cache_key(about),
                                 latent_shape=shape, batch_size=batch, about=about)
