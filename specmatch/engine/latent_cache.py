@@ -294,11 +294,10 @@ class DiskLatents(torch.utils.data.Dataset):
 
     def __getitems__(self, indices: list[int]) -> list[tuple]:
         batch = torch.from_numpy(self.gather(indices))
-        items = []
-        for j, i in enumerate(indices):
-            item = (batch[j, 0], batch[j, 1], int(self.labels[i]))
-            items.append(item if self.images is None else (*item, self.images[i][0]))
-        return items
+        items = zip(batch[:, 0].unbind(0), batch[:, 1].unbind(0), self.labels[indices].tolist())
+        if self.images is None:
+            return list(items)
+        return [(*item, self.images[i][0]) for item, i in zip(items, indices)]
 
     def __getitem__(self, i: int):
         return self.__getitems__([i])[0]
