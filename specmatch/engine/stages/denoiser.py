@@ -1,8 +1,9 @@
 """Stage 3: train the latent denoiser with its objective on normalised latents, plus its terms (REPA).
 
 Latents come from a cache of posterior moments (of each image and of its flip) by default, in memory or
-memory-mapped from disk (``engine/latent_cache.py``), or are encoded every step. ``[[denoiser_regularizers]]`` terms are built after the denoiser (they may size a projector from
-its ``tap_widths``) and train with it; the loss of one step is in ``engine/denoiser_loss.py``.
+memory-mapped from disk (``engine/latent_cache.py``), or are encoded every step. ``[[denoiser_regularizers]]``
+terms are built after the denoiser (they may size a projector from its ``tap_widths``) and train with it; the
+loss of one step is in ``engine/denoiser_loss.py``.
 """
 
 from __future__ import annotations
