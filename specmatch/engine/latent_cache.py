@@ -251,6 +251,9 @@ def build_disk_cache(accelerator, autoencoder: nn.Module, dataset, folder: Path,
             moments, labels = encode_rows(autoencoder, dataset, start, start + _shard_rows(index, shard),
                                           batch_size=batch_size, device=accelerator.device)
             _write_shard(folder, shard, moments, labels)
+            if accelerator.is_main_process:  # progress for whoever looks (the shard files are the record)
+                done = sum(shard_problem(folder, index, s) is None for s in range(index["num_shards"]))
+                write_json_atomic(_index_path(folder), {**index, "complete_shards": done})
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             bad = [s for s in range(index["num_shards"]) if shard_problem(folder, index, s) is not None]

@@ -142,7 +142,7 @@ def test_a_build_killed_after_k_shards_resumes_to_the_same_bytes(tmp_path, monke
     with pytest.raises(KeyboardInterrupt):
         build(cut, TinyAutoencoder())
     monkeypatch.setattr(LC, "encode_rows", real)
-    assert not LC.read_index(cut)["complete"]
+    assert not LC.read_index(cut)["complete"] and LC.read_index(cut)["complete_shards"] == 2
     assert sorted(p.name for p in cut.glob("moments_*.npy")) == ["moments_00000.npy", "moments_00001.npy"]
     resumed = TinyAutoencoder()
     with caplog.at_level(logging.INFO):
