@@ -27,8 +27,19 @@ def losses(run: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k.startswith("loss/")} for r in rows if r["stage"] == "denoiser"]
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models: one thread, as OpenMP's spin-waits on a busy 2-core machine make two 100x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
-def test_disk_cache_trains_the_memory_denoiser_and_is_reused_from_another_run(tmp_path, monkeypatch):
+def test_disk_cache_trains_the_memory_denoiser_and_is_reused_from_another_run(tmp_path, monkeypatch, one_thread):
     from specmatch.engine import latent_cache as LC
     from tests.engine.test_pipeline import assert_same_weights
 
