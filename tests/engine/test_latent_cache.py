@@ -192,3 +192,13 @@ def test_auto_goes_to_disk_beyond_the_ram_fraction():
 def test_shards_hold_whole_encode_batches():
     rows = LC.default_shard_rows((16, 16, 16), 256)
     assert rows % 256 == 0 and LC.cache_bytes(rows, (16, 16, 16)) <= LC.SHARD_BYTES
+
+
+def test_a_cache_another_run_is_building_stops_with_the_holder_named(tmp_path):
+    from specmatch.core.errors import SpecmatchError
+    from specmatch.engine.run_lock import RunLock
+
+    folder = tmp_path / "cache"
+    with RunLock(folder):  # another run holds the cache's lock
+        with pytest.raises(SpecmatchError, match="in use by another specmatch run .*latent_cache = 'memory'"):
+            build(folder, TinyAutoencoder())
