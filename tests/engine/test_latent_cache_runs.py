@@ -50,7 +50,8 @@ def test_disk_cache_trains_the_memory_denoiser_and_is_reused_from_another_run(tm
                             "-o", f"train.denoiser.latent_cache='{mode}'")
         assert result.exit_code == 0, result.output
     cache = tmp_path / "disk" / "autoencoder" / "latent_cache"
-    assert len(list(cache.glob("moments_*.npy"))) == 5 and not (tmp_path / "memory" / "autoencoder" / "latent_cache").exists()
+    assert len(list(cache.glob("moments_*.npy"))) == 5
+    assert not (tmp_path / "memory" / "autoencoder" / "latent_cache").exists()
     assert len(losses(tmp_path / "disk")) == 4 and losses(tmp_path / "disk") == losses(tmp_path / "memory")
     for name in ("model.safetensors", "ema.safetensors"):
         assert_same_weights(tmp_path / "memory" / "denoiser" / name, tmp_path / "disk" / "denoiser" / name)
