@@ -6,6 +6,8 @@
     RUN/.lock                                   the run lock (held while a run writes here)
     RUN/autoencoder/model.safetensors  ema.safetensors  stage.json  checkpoints/step_NNNNNNNNN/
     RUN/autoencoder/latent_stats.safetensors    latent statistics, marked complete by latent_stats/stage.json
+    RUN/autoencoder/latent_cache/               the denoiser's disk latent cache: index.json, moments_NNNNN.npy,
+                                                labels_NNNNN.npy (engine/latent_cache.py)
     RUN/denoiser/model.safetensors  ema.safetensors  stage.json  checkpoints/step_NNNNNNNNN/
 
 Core, the engine, ``analyze`` and ``compare`` all ask this module; none of them builds these paths itself.
@@ -81,6 +83,11 @@ class RunLayout:
     def latent_stats_marker(self) -> Path:
         """The folder whose ``stage.json`` marks the latent statistics complete."""
         return self.autoencoder / "latent_stats"
+
+    @property
+    def latent_cache(self) -> Path:
+        """The disk cache of posterior moments, shared by every denoiser trained on this autoencoder."""
+        return self.autoencoder / "latent_cache"
 
     def stage_folder(self, stage: str) -> Path:
         """The folder of a stage's outputs (evaluation writes into the run folder itself)."""

@@ -27,6 +27,9 @@ _DEPENDS = {
     "evaluation": ("sampler", "evaluation"),
 }
 
+#: train.denoiser settings that change where the work happens, not its result
+_NOT_IN_KEY = ("latent_cache", "latent_cache_ram_fraction")
+
 
 @attrs.frozen(kw_only=True)
 class Stage:
@@ -101,6 +104,8 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
     if r.denoiser is not None:
         dn = r.train.denoiser
         den_table = resolved.to_dict()["train"]["denoiser"]
+        for where in _NOT_IN_KEY:  # where the latent cache lives changes no latent, so no retraining
+            den_table.pop(where, None)
         den_tables = ("denoiser", "objective", "denoiser_regularizers")
         den_what = f"train {r.denoiser.name} with {r.objective.name} for {dn.steps} steps (batch {dn.batch_size})"
         if r.denoiser_regularizers:

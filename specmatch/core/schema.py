@@ -155,6 +155,15 @@ class DenoiserTrainConfig(OptimConfig):
                                           "classifier-free guidance needs", ge=0, le=1)
     cache_latents: bool = param(True, doc="encode the training set once (posterior mean and std, and of the "
                                           "flipped images) and sample latents from the cache each step")
+    latent_cache: str = param("auto", doc="where the cache of cache_latents lives: 'memory' (a float16 copy in "
+                                          "every process), 'disk' (memory-mapped shards in the autoencoder's "
+                                          "folder, reused by every denoiser on that autoencoder), 'auto' (disk "
+                                          "when the copies would exceed latent_cache_ram_fraction of RAM); the "
+                                          "same latents either way, so not part of the stage key",
+                              choices=("auto", "memory", "disk"))
+    latent_cache_ram_fraction: float = param(0.25, doc="'auto' keeps the cache in memory up to this fraction of "
+                                                       "the machine's RAM (counting one copy per process)",
+                                             gt=0, le=1)
 
 
 @attrs.frozen(kw_only=True)

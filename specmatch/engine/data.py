@@ -80,6 +80,13 @@ class EpochItems(Dataset):
             self._epoch = epoch
         return self._view[index]
 
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list:
+        """A whole batch: one read for datasets that gather batches themselves (the disk latent cache)."""
+        batched = getattr(self._view, "__getitems__", None)
+        if batched is None or self._view is not self.dataset:  # per-epoch augmentation: item by item
+            return [self[key] for key in keys]
+        return batched([index for _, index in keys])
+
 
 def step_loader(dataset: Dataset, *, global_batch: int, seed: int, start_step: int, num_steps: int,
                 rank: int, world: int, num_workers: int = 0) -> DataLoader:

@@ -3,7 +3,7 @@
 Statistics (mean and std of posterior *samples*, scalar or per channel, optionally over horizontal flips)
 are computed once over the training set and stored beside the autoencoder weights. Every encode for the
 denoiser and every decode of a generated latent goes through :class:`LatentNormalizer`, so nobody
-multiplies by a scale factor by hand.
+multiplies by a scale factor by hand. The denoiser's cache of posterior moments is in ``latent_cache.py``.
 """
 
 from __future__ import annotations
@@ -92,53 +92,3 @@ def load_latent_stats(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(path))
-
-
-class CachedLatents(torch.utils.data.Dataset):
-    """Posterior moments of every training image (and of its horizontal flip), computed once.
-
-    Item i is ``(mean (2, C, h, w), std (2, C, h, w), label)``: index 0 the image, 1 its flip. The denoiser
-    stage draws ``z = mean + std * eps`` for a random flip each step, as the paper's latent extraction
-    does, instead of running the encoder on every batch. With ``images`` (the dataset the moments came from)
-    the item also carries the clean image, for losses that look at it (REPA's teacher features).
-    """
-
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, labels: torch.Tensor, images=None):
-        self.mean, self.std, self.labels, self.images = mean, std, labels, images
-
-    def __len__(self) -> int:
-        return self.mean.shape[0]
-
-    def __getitem__(self, i: int):
-        item = (self.mean[i], self.std[i], int(self.labels[i]))
-        return item if self.images is None else (*item, self.images[i][0])
-
-
-@torch.no_grad()
-def encode_moments(accelerator, autoencoder: nn.Module, dataset, *, batch_size: int,
-                   keep_images: bool = False) -> CachedLatents:
-    """Sharded over processes, gathered, so every process holds the whole cache (float16 on the CPU).
-
-    ``keep_images`` makes every item also return its clean image, read from ``dataset`` on access.
-    """
-    from .evaluation import gather_rows
-
-    n = len(dataset)
-    indices = list(range(accelerator.process_index, n, accelerator.num_processes))
-    device = accelerator.device
-    rows, labels = [], []
-    for start in range(0, len(indices), batch_size):
-        items = [dataset[i] for i in indices[start:start + batch_size]]
-        x = torch.stack([it[0] for it in items]).to(device)
-        moments = []
-        for view in (x, x.flip(-1)):
-            post = autoencoder.encode(view)
-            moments.append(torch.stack([post.mean, post.std], 1))  # (B, 2, C, h, w)
-        rows.append(torch.stack(moments, 2).float())  # (B, 2 [mean, std], 2 [flip], C, h, w)
-        labels.append(torch.tensor([int(it[1]) for it in items], device=device))
-    local = torch.cat(rows)
-    local_labels = torch.cat(labels).float()
-    everything = gather_rows(accelerator, local, n).cpu()
-    all_labels = gather_rows(accelerator, local_labels[:, None], n).cpu()[:, 0].long()
-    return CachedLatents(everything[:, 0].half(), everything[:, 1].half(), all_labels,
-                         images=dataset if keep_images else None)

@@ -29,9 +29,10 @@ class RunLock:
     Only the main process locks (``enabled``): the other processes of the same run must not wait for it.
     """
 
-    def __init__(self, folder: Path, *, enabled: bool = True):
+    def __init__(self, folder: Path, *, enabled: bool = True,
+                 advice: str = "wait for it to finish or choose another --output-dir"):
         self.path = RunLayout(Path(folder)).lock
-        self.enabled = enabled
+        self.enabled, self.advice = enabled, advice
         self.fd: int | None = None
 
     def __enter__(self) -> RunLock:
@@ -46,8 +47,7 @@ class RunLock:
                 holder = _describe(_read(fd))
                 os.close(fd)
                 raise SpecmatchError(
-                    f"{self.path.parent} is in use by another specmatch run ({holder}); wait for it to finish or "
-                    f"choose another --output-dir") from None
+                    f"{self.path.parent} is in use by another specmatch run ({holder}); {self.advice}") from None
             except OSError:  # a file system without locks (some network mounts): run unprotected
                 pass
         info = {"pid": os.getpid(), "host": socket.gethostname(),

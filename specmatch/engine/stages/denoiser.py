@@ -1,20 +1,25 @@
 """Stage 3: train the latent denoiser with its objective on normalised latents, plus its terms (REPA).
 
-Latents come from a cache of posterior moments (of each image and of its flip) by default, or are encoded
-every step. ``[[denoiser_regularizers]]`` terms are built after the denoiser (they may size a projector from
-its ``tap_widths``) and train with it; the loss of one step is in ``engine/denoiser_loss.py``.
+Latents come from a cache of posterior moments (of each image and of its flip) by default, in memory or
+memory-mapped from disk (``engine/latent_cache.py``), or are encoded every step. ``[[denoiser_regularizers]]``
+terms are built after the denoiser (they may size a projector from its ``tap_widths``) and train with it; the
+loss of one step is in ``engine/denoiser_loss.py``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 
 import attrs
 import torch
 from torch import nn
 
 from specmatch.core.errors import SpecmatchError
-from specmatch.core.layout import final_weights
+from specmatch.core.fingerprint import components_hash
+from specmatch.core.layout import MARKER_FILE, RunLayout, final_weights
 from specmatch.nn import batch_noise
 
 from ..autoencoder_loss import to_floats
@@ -87,11 +92,8 @@ class _Latents:
         self.cached = run.recipe.train.denoiser.cache_latents
         self.data = train_set
         if self.cached:
-            from ..latents import encode_moments
-
             with run.timed("latent_cache"):
-                self.data = encode_moments(run.accelerator, autoencoder, train_set,
-                                           batch_size=run.recipe.evaluation.batch_size, keep_images=keep_images)
+                self.data = _latent_cache(run, autoencoder, stats, train_set, keep_images)
 
     def __call__(self, batch, generator: torch.Generator):
         device, normalizer = self.device, self.normalizer
@@ -108,6 +110,62 @@ class _Latents:
             images = batch[3].to(device)
             images = torch.where(flip.bool()[:, None, None, None], images.flip(-1), images)
         return (mean + std * eps - normalizer.mean) / normalizer.std, batch[2].to(device), images
+
+
+def _latent_cache(run: RunContext, autoencoder, stats: LatentStatsResult, train_set, keep_images: bool):
+    """The posterior moments of the training set, in memory or on disk (``train.denoiser.latent_cache``)."""
+    from .. import latent_cache as LC
+
+    acc, cfg = run.accelerator, run.recipe.train.denoiser
+    shape, batch = stats.latent_shape, run.recipe.evaluation.batch_size
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", acc.num_processes))
+    mode, why = LC.choose_mode(cfg.latent_cache, LC.cache_bytes(len(train_set), shape), local_processes=local,
+                               ram_fraction=cfg.latent_cache_ram_fraction, ram=LC.physical_memory())
+    if acc.num_processes > 1:  # machines may differ in RAM: every process follows the main one
+        from accelerate.utils import broadcast_object_list
+
+        mode, why = broadcast_object_list([mode, why])
+    log.info(f"[denoiser] latent cache: {mode} ({why})")
+    images = train_set if keep_images else None
+    if mode == "memory":
+        return LC.encode_in_memory(acc, autoencoder, train_set, latent_shape=shape, batch_size=batch,
+                                   keep_images=keep_images)
+    owner = _autoencoder_layout(run)
+    try:
+        owner.latent_cache.mkdir(parents=True, exist_ok=True)
+        writable = os.access(owner.latent_cache, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        raise SpecmatchError(f"{run.resolved.source}: train.denoiser.latent_cache: the disk cache goes to "
+                             f"{owner.latent_cache}, which cannot be written; make it writable or set "
+                             f"train.denoiser.latent_cache = 'memory'")
+    about = _cache_identity(run, owner, len(train_set), shape)
+    index = LC.build_disk_cache(acc, autoencoder, train_set, owner.latent_cache, key=LC.cache_key(about),
+                                latent_shape=shape, batch_size=batch, about=about)
+    return LC.DiskLatents(owner.latent_cache, index, images=images)
+
+
+def _autoencoder_layout(run: RunContext) -> RunLayout:
+    """The run folder that trained the autoencoder: this one, or the one ``autoencoder.from_run`` names."""
+    reused = run.plan.stage("autoencoder").reused_from
+    return RunLayout(reused) if reused is not None else run.layout
+
+
+def _cache_identity(run: RunContext, owner: RunLayout, rows: int, shape) -> dict:
+    """What decides the cached bytes: the autoencoder's weights, the data (table and plugin code), its size."""
+    try:
+        marker = json.loads((owner.autoencoder / MARKER_FILE).read_text())
+        weights = {"stage_key": marker.get("key"),
+                   "files": {k: v.get("sha256") for k, v in (marker.get("files") or {}).items()}}
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):  # no marker: hash the weights themselves
+        with final_weights(owner.autoencoder).open("rb") as f:
+            weights = {"weights_sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+    data = run.resolved.to_dict()["data"]
+    for setting in ("num_workers", "preflight"):  # how items are read, not what they are
+        data.pop(setting, None)
+    return {"autoencoder": weights, "data": data, "data_code": components_hash(run.resolved, ["data"]),
+            "rows": rows, "latent_shape": list(shape), "views": "image, horizontal flip"}
 
 
 def _train(run: RunContext, stage, denoiser: nn.Module, autoencoder, stats: LatentStatsResult, train_set,
