@@ -12,7 +12,7 @@ from specmatch.core.errors import RecipeError
 from specmatch.core.recipe import is_base_recipe, load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
-RECIPES = sorted(ROOT.glob("recipes/**/*.toml"))
+RECIPES = sorted(p for p in ROOT.glob("recipes/**/*.toml") if "studies" not in p.parts)  # studies: tests/study
 
 
 def _is_base(path: Path) -> bool:

@@ -20,7 +20,8 @@ BAD_NUMBERS = (0, -1, 3, 1e-300, math.nan, math.inf, 10**6)
 GEOMETRIES = ((16, "micro-f2d4"), (16, "tiny-f4d4"), (24, "micro-f2d4"))
 #: components whose build needs packages or weights this machine may not have (checked by file facts)
 NEEDS_EXTERNAL = {("alignment", "timm"), ("alignment", "stlpips-alex"), ("perceptual", "stlpips"),
-                  ("perceptual", "lpips"), ("autoencoder", "diffusers-vae")}
+                  ("perceptual", "lpips"), ("autoencoder", "diffusers-vae"), ("metric", "sfid"),
+                  ("metric", "inception-score"), ("metric", "fd-dinov2"), ("metric", "lpips")}
 
 
 def _recipe(kind: str, name: str, params: dict, resolution: int, preset: str) -> str:
