@@ -3,6 +3,7 @@ sets with the bundled Inception network (``metrics/inception.py``) and ``metrics
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import torch
@@ -47,9 +48,11 @@ def relative_error(estimate: torch.Tensor, target: torch.Tensor) -> float:
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
 
+@functools.lru_cache(maxsize=2)
 def inception_features(path: str = "") -> tuple[FeatureFn, str]:
     """(images -> (N, 2048) features, network name) of the bundled Inception network or of the TorchScript
-    file ``path``. A missing file raises ``WeightsError`` with the install command."""
+    file ``path``, loaded once per process (several diagnostics share it). A missing file raises
+    ``WeightsError`` with the install command."""
     from pathlib import Path
 
     from specmatch.metrics.inception import InceptionFeatures
