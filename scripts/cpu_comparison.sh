@@ -21,6 +21,9 @@ while (($#)); do
   esac
 done
 mkdir -p runs
+# the recipe's diagnostics (latent spectrum, KL to delta = 0 and 1) plus the low-pass PSNR at k = 0, 8, 12
+ANALYZE=(--diagnostic lowpass-rfid -o "evaluation.diagnostic_params.lowpass-rfid.levels=[0, 8, 12]"
+         -o evaluation.diagnostic_params.lowpass-rfid.frechet=false)
 runs=()
 for recipe in recipes/cpu/*.toml; do
   name=$(basename "$recipe" .toml)
@@ -30,7 +33,7 @@ for recipe in recipes/cpu/*.toml; do
   start=$(date +%s)
   "$SPECMATCH" run "$recipe" --output-dir "$out" ${overrides[@]+"${overrides[@]}"} > "$out.log" 2>&1
   echo "$name: $(( $(date +%s) - start )) s"
-  "$SPECMATCH" analyze "$out" --images 256 > /dev/null
+  "$SPECMATCH" analyze "$out" --images 256 "${ANALYZE[@]}" > /dev/null
   runs+=("$out")
 done
 "$SPECMATCH" compare "${runs[@]}"

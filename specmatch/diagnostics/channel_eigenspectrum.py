@@ -3,7 +3,8 @@
 The latent channel covariance (C x C, float64, over all images and positions) and its eigenvalues
 (descending); the effective rank ``exp(H(p))`` with ``p_i = lambda_i / sum(lambda)`` and H the Shannon
 entropy (Roy & Vetterli 2007, "The effective rank: a measure of effective dimensionality"); the condition
-number ``lambda_max / lambda_min`` (inf when the smallest is 0). Cost: one encoder pass per image.
+number ``lambda_max / lambda_min`` (``null`` in the report and left out of the scalars when the smallest is
+0). Cost: one encoder pass per image.
 """
 
 from __future__ import annotations
@@ -31,9 +32,14 @@ def effective_rank(eigenvalues: torch.Tensor) -> float:
 
 
 def condition_number(eigenvalues: torch.Tensor) -> float:
+    """lambda_max / lambda_min; inf when the smallest eigenvalue is 0 (a channel is a combination of others)."""
     lam = eigenvalues.double()
     smallest = float(lam.min())
     return float(lam.max()) / smallest if smallest > 0 else math.inf
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 class ChannelEigenspectrum:
@@ -51,11 +57,13 @@ class ChannelEigenspectrum:
         eigenvalues = torch.linalg.eigvalsh(channel_covariance(z)).flip(0).clamp_min(0)
         report.update({"channels": int(z.shape[1]), "positions": int(z.shape[0] * z.shape[2] * z.shape[3]),
                        "eigenvalues": eigenvalues.tolist(), "effective_rank": effective_rank(eigenvalues),
-                       "condition_number": condition_number(eigenvalues)})
+                       "condition_number": _finite_or_none(condition_number(eigenvalues))})
         return report
 
     def scalars(self, report: dict[str, Any]) -> dict[str, float]:
         if "eigenvalues" not in report:
             return {}
-        return {"channel_effective_rank": report["effective_rank"],
-                "channel_condition_number": report["condition_number"]}
+        out = {"channel_effective_rank": report["effective_rank"]}
+        if report["condition_number"] is not None:  # undefined for a singular covariance
+            out["channel_condition_number"] = report["condition_number"]
+        return out

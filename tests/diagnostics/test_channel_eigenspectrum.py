@@ -31,6 +31,21 @@ def test_latent_channels_built_with_a_known_covariance():
     # rank 3 by construction (4 channels from 3): the smallest eigenvalue is 0 up to rounding
     assert report["eigenvalues"][3] < 1e-10 * report["eigenvalues"][0]
     assert 1.0 < report["effective_rank"] < 3.0
-    assert report["condition_number"] > 1e9
+    # singular covariance: the condition number is huge from rounding, or undefined (then not a scalar)
     scalars = ChannelEigenspectrum().scalars(report)
-    assert set(scalars) == {"channel_effective_rank", "channel_condition_number"}
+    if report["condition_number"] is None:
+        assert set(scalars) == {"channel_effective_rank"}
+    else:
+        assert report["condition_number"] > 1e9 and scalars["channel_condition_number"] == report["condition_number"]
+
+
+def test_well_conditioned_channels_report_their_condition_number():
+    # latent channels = the image channels scaled by 1, 2 and 4: a full-rank covariance A S A^T
+    images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    a = torch.diag(torch.tensor([1.0, 2.0, 4.0]))
+    report = ChannelEigenspectrum(latent="mean").run(PoolAutoencoder(factor=1, channel_map=a), images)
+    s = torch.cov(images.double().transpose(0, 1).flatten(1))
+    lam = torch.linalg.eigvalsh(a.double() @ s @ a.double().T)
+    scalars = ChannelEigenspectrum().scalars(report)
+    assert scalars["channel_condition_number"] == pytest.approx(float(lam.max() / lam.min()), rel=1e-9)
+    assert scalars["channel_effective_rank"] == pytest.approx(effective_rank(lam), rel=1e-9)

@@ -31,8 +31,9 @@ def test_cpu_comparison_then_diffusability(tmp_path):
          "-o", "train.autoencoder.analyze_every=0", *TINY_DATA],
         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert ae.returncode == 0, ae.stderr[-2000:]
-    assert "cpu-t-ae" in ae.stdout and "cpu-t-esm" in ae.stdout and "analysis_kl_delta1 " in ae.stdout
-    assert "analysis_kl_delta1_dc_removed" in ae.stdout  # compare also shows ESM's training setting
+    assert "cpu-t-ae" in ae.stdout and "cpu-t-esm" in ae.stdout and "analysis/latent-spectrum/spectrum_kl_delta1 " in ae.stdout
+    assert "analysis/latent-spectrum/spectrum_kl_delta1_dc_removed" in ae.stdout  # ESM's training setting too
+    assert "analysis/lowpass-rfid/lowpass_psnr_k8 " in ae.stdout
     den = subprocess.run(
         ["bash", "scripts/diffusability.sh", "--specmatch", str(specmatch), "-o", "train.denoiser.steps=3",
          "-o", "evaluation.num_samples=4", "-o", "denoiser.params.preset='dit-micro'", *TINY_DATA,
