@@ -4,7 +4,7 @@ sets with the bundled Inception network (``metrics/inception.py``) and ``metrics
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -48,6 +48,20 @@ def relative_error(estimate: torch.Tensor, target: torch.Tensor) -> float:
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
 
+class LazyFeatures:
+    """The feature network of an rFID diagnostic: ``features`` if given (tests pass a small stand-in), else
+    the Inception network of ``path`` ('' = bundled), loaded on first use and shared within the process."""
+
+    def __init__(self, path: str = "", features: FeatureFn | None = None):
+        self.path, self._features = path, features
+        self.name = "injected" if features is not None else ""
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self._features is None:
+            self._features, self.name = inception_features(self.path)
+        return self._features(three_channels(images.float()))
+
+
 @functools.lru_cache(maxsize=2)
 def inception_features(path: str = "") -> tuple[FeatureFn, str]:
     """(images -> (N, 2048) features, network name) of the bundled Inception network or of the TorchScript
@@ -71,12 +85,3 @@ def frechet_of(real_features: torch.Tensor, fake_features: torch.Tensor) -> floa
     from specmatch.metrics.frechet import frechet_distance_of_features
 
     return frechet_distance_of_features(real_features, fake_features)
-
-
-def settings_of(obj: Any, *names: str) -> dict[str, Any]:
-    """JSON-able settings of a diagnostic for its report."""
-    out = {}
-    for name in names:
-        value = getattr(obj, name)
-        out[name] = list(value) if isinstance(value, tuple) else value
-    return out

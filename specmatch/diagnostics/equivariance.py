@@ -21,7 +21,9 @@ from .common import decode_latents, encode_latents, relative_error
 
 
 def transform_name(scale: float, rot90: int) -> str:
-    return f"scale{scale:g}" if rot90 == 0 else (f"rot{90 * rot90}" if scale == 1 else f"scale{scale:g}_rot{90 * rot90}")
+    """``scale0.5``, ``rot90``, or both joined for a combined transform."""
+    parts = ([f"scale{scale:g}"] if scale != 1 else []) + ([f"rot{90 * rot90}"] if rot90 % 4 else [])
+    return "_".join(parts) or "identity"
 
 
 class Equivariance:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .common import decode_latents, encode_latents, frechet_of, mean_psnr, three_channels
+from .common import LazyFeatures, decode_latents, encode_latents, frechet_of, mean_psnr
 
 
 class LowpassRFID:
@@ -24,16 +24,8 @@ class LowpassRFID:
                  feature_network: str = "", batch_size: int = 32,
                  features: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.levels, self.block_size, self.frechet = tuple(int(k) for k in levels), int(block_size), bool(frechet)
-        self.feature_network, self.batch_size = feature_network, int(batch_size)
-        self._features = features  # images -> (N, d); None: the Inception network, loaded on first use
-        self._network_name = "injected" if features is not None else ""
-
-    def _feature_fn(self):
-        if self._features is None:
-            from .common import inception_features
-
-            self._features, self._network_name = inception_features(self.feature_network)
-        return self._features
+        self.batch_size = int(batch_size)
+        self.features = LazyFeatures(feature_network, features)
 
     @torch.no_grad()
     def run(self, autoencoder, images: torch.Tensor) -> dict[str, Any]:
@@ -51,16 +43,14 @@ class LowpassRFID:
             report["skipped"] = (f"latent {tuple(z.shape[-2:])} or image {tuple(images.shape[-2:])} sides are not "
                                  f"divisible by block_size {b}")
             return report
-        use_fid = self.frechet and n >= 2
-        features = self._feature_fn() if use_fid else None
-        if use_fid:
-            settings["feature_network"] = self._network_name
+        use_fid = self.frechet and n >= 2  # a covariance needs two images
         for k in self.levels:
             x_low = block_lowpass(images.float(), k, b)
             decoded = decode_latents(autoencoder, block_lowpass(z, k, b), batch_size=self.batch_size)
             entry = {"psnr": mean_psnr(decoded, x_low)}
             if use_fid:
-                entry["rfid"] = frechet_of(features(three_channels(x_low)), features(three_channels(decoded)))
+                entry["rfid"] = frechet_of(self.features(x_low), self.features(decoded))
+                settings["feature_network"] = self.features.name
             report["levels"][str(k)] = entry
         return report
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .common import decode_latents, encode_latents, frechet_of, mean_psnr, three_channels
+from .common import LazyFeatures, decode_latents, encode_latents, frechet_of, mean_psnr
 
 
 class NoisedReconstruction:
@@ -22,16 +22,8 @@ class NoisedReconstruction:
                  feature_network: str = "", batch_size: int = 32,
                  features: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.sigmas, self.seed, self.frechet = tuple(float(s) for s in sigmas), int(seed), bool(frechet)
-        self.feature_network, self.batch_size = feature_network, int(batch_size)
-        self._features = features
-        self._network_name = "injected" if features is not None else ""
-
-    def _feature_fn(self):
-        if self._features is None:
-            from .common import inception_features
-
-            self._features, self._network_name = inception_features(self.feature_network)
-        return self._features
+        self.batch_size = int(batch_size)
+        self.features = LazyFeatures(feature_network, features)
 
     @torch.no_grad()
     def run(self, autoencoder, images: torch.Tensor) -> dict[str, Any]:
@@ -44,12 +36,11 @@ class NoisedReconstruction:
         z = encode_latents(autoencoder, images, batch_size=self.batch_size, sample=False)
         std_z = z.double().transpose(0, 1).flatten(1).std(dim=1).to(z.dtype).view(1, -1, 1, 1)
         report["latent_channel_std"] = std_z.flatten().tolist()
-        use_fid = self.frechet and n >= 2
+        use_fid = self.frechet and n >= 2  # a covariance needs two images
         real = None
         if use_fid:
-            features = self._feature_fn()
-            settings["feature_network"] = self._network_name
-            real = features(three_channels(images.float()))
+            real = self.features(images)
+            settings["feature_network"] = self.features.name
         # one eps for every sigma: the grid scales the same noise, so the curve is not resampled per point
         eps = torch.randn(z.shape, generator=torch.Generator(device="cpu").manual_seed(self.seed))
         eps = eps.to(z.device, z.dtype)
@@ -57,7 +48,7 @@ class NoisedReconstruction:
             decoded = decode_latents(autoencoder, z + sigma * std_z * eps, batch_size=self.batch_size)
             entry = {"psnr": mean_psnr(decoded, images)}
             if use_fid:
-                entry["rfid"] = frechet_of(real, features(three_channels(decoded)))
+                entry["rfid"] = frechet_of(real, self.features(decoded))
             report["sigmas"][f"{sigma:g}"] = entry
         return report
 
