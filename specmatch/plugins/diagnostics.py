@@ -4,7 +4,7 @@ section "Diagnostics")."""
 
 import attrs
 
-from specmatch import DiagnosticSpec, ParamError, hookimpl, param
+from specmatch import DiagnosticSpec, Facts, ParamError, hookimpl, param
 
 _BATCH = "images encoded or decoded at a time"
 _FRECHET = "also compute rFID with the Inception network (needs the bundled file; false: PSNR only)"
@@ -19,11 +19,16 @@ class LatentSpectrumParams:
     batch_size: int = param(32, doc=_BATCH, ge=1)
 
 
+def latent_spectrum_facts(params: LatentSpectrumParams) -> Facts:
+    if not params.deltas:
+        raise ParamError("deltas", "expected at least one delta")
+    return Facts()
+
+
 def build_latent_spectrum(params: LatentSpectrumParams, ctx):
     from specmatch.diagnostics.latent_spectrum import LatentSpectrum
 
-    if not params.deltas:
-        raise ParamError("deltas", "expected at least one delta")
+    latent_spectrum_facts(params)
     return LatentSpectrum(deltas=params.deltas, n_bins=params.n_bins, batch_size=params.batch_size, seed=ctx.seed)
 
 
@@ -38,15 +43,20 @@ class LowpassRFIDParams:
     batch_size: int = param(32, doc=_BATCH, ge=1)
 
 
-def build_lowpass_rfid(params: LowpassRFIDParams, ctx):
-    from specmatch.diagnostics.lowpass_rfid import LowpassRFID
-
+def lowpass_rfid_facts(params: LowpassRFIDParams) -> Facts:
     if not params.levels:
         raise ParamError("levels", "expected at least one mask level")
     top = 2 * params.block_size - 1
     for i, k in enumerate(params.levels):
         if k > top:
             raise ParamError(f"levels[{i}]", f"mask level {k} is above 2 * block_size - 1 = {top}")
+    return Facts()
+
+
+def build_lowpass_rfid(params: LowpassRFIDParams, ctx):
+    from specmatch.diagnostics.lowpass_rfid import LowpassRFID
+
+    lowpass_rfid_facts(params)
     return LowpassRFID(levels=params.levels, block_size=params.block_size, frechet=params.frechet,
                        feature_network=params.feature_network, batch_size=params.batch_size)
 
@@ -60,11 +70,16 @@ class NoisedReconstructionParams:
     batch_size: int = param(32, doc=_BATCH, ge=1)
 
 
+def noised_reconstruction_facts(params: NoisedReconstructionParams) -> Facts:
+    if not params.sigmas:
+        raise ParamError("sigmas", "expected at least one sigma")
+    return Facts()
+
+
 def build_noised_reconstruction(params: NoisedReconstructionParams, ctx):
     from specmatch.diagnostics.noised_reconstruction import NoisedReconstruction
 
-    if not params.sigmas:
-        raise ParamError("sigmas", "expected at least one sigma")
+    noised_reconstruction_facts(params)
     return NoisedReconstruction(sigmas=params.sigmas, seed=ctx.seed, frechet=params.frechet,
                                 feature_network=params.feature_network, batch_size=params.batch_size)
 
@@ -78,11 +93,16 @@ class EquivarianceParams:
     batch_size: int = param(32, doc=_BATCH, ge=1)
 
 
+def equivariance_facts(params: EquivarianceParams) -> Facts:
+    if not params.scales and not params.rotations:
+        raise ParamError("scales", "expected at least one scale or rotation")
+    return Facts()
+
+
 def build_equivariance(params: EquivarianceParams, ctx):
     from specmatch.diagnostics.equivariance import Equivariance
 
-    if not params.scales and not params.rotations:
-        raise ParamError("scales", "expected at least one scale or rotation")
+    equivariance_facts(params)
     return Equivariance(scales=params.scales, rotations=params.rotations, antialias=params.antialias,
                         batch_size=params.batch_size)
 
@@ -115,18 +135,21 @@ def build_latent_pca(params: LatentPCAParams, ctx):
 @hookimpl
 def specmatch_diagnostics():
     yield DiagnosticSpec(name="latent-spectrum", factory=build_latent_spectrum, params=LatentSpectrumParams,
+                         facts=latent_spectrum_facts,
                          output="spectrum.json", figures=("spectrum.png",), during_training=True,
                          summary="radial DCT band distributions of images and latents, KL to the delta-targets, "
                                  "log-log slopes (1 encoder pass per image)")
     yield DiagnosticSpec(name="lowpass-rfid", factory=build_lowpass_rfid, params=LowpassRFIDParams,
+                         facts=lowpass_rfid_facts,
                          output="lowpass_rfid.json",
                          summary="FID and PSNR of decode(lowpass_k(z)) against lowpass_k(x), DSM's block-DCT mask "
                                  "(1 encoder + 1 decoder pass per level per image, Inception)")
     yield DiagnosticSpec(name="noised-reconstruction", factory=build_noised_reconstruction,
-                         params=NoisedReconstructionParams, output="noised_reconstruction.json",
+                         params=NoisedReconstructionParams, facts=noised_reconstruction_facts, output="noised_reconstruction.json",
                          summary="PSNR and rFID of decode(z + sigma std_z eps) over a sigma grid "
                                  "(1 encoder + 1 decoder pass per sigma per image, Inception)")
     yield DiagnosticSpec(name="equivariance", factory=build_equivariance, params=EquivarianceParams,
+                         facts=equivariance_facts,
                          output="equivariance.json",
                          summary="encoder and decoder relative errors under scale 1/2 and rot90 "
                                  "(2 encoder + 1 decoder pass per transform per image)")

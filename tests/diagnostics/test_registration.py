@@ -31,3 +31,18 @@ def test_figure_names_must_be_plain_png_files():
         DiagnosticSpec(name="x", factory=build, figures=("figure.jpg",))
     spec = DiagnosticSpec(name="x", factory=build)  # the older contract: no figures, not during training
     assert spec.figures == () and spec.during_training is False
+
+
+def test_validate_rejects_bad_diagnostic_params(tmp_path):
+    from specmatch.testing import MINIMAL_RECIPE, invoke_cli, write_recipe
+
+    head = MINIMAL_RECIPE + '[evaluation]\ndiagnostics = ["lowpass-rfid", "equivariance"]\n'
+    recipe = write_recipe(tmp_path, head + '[evaluation.diagnostic_params.lowpass-rfid]\n'
+                                           'levels = [4, 9]\nblock_size = 4\n')
+    result = invoke_cli("validate", str(recipe))
+    assert result.exit_code == 2
+    assert "levels[1]: mask level 9 is above 2 * block_size - 1 = 7" in result.output
+    recipe = write_recipe(tmp_path, head + '[evaluation.diagnostic_params.equivariance]\nscales = [2.0]\n')
+    result = invoke_cli("validate", str(recipe))
+    assert result.exit_code == 2
+    assert "evaluation.diagnostic_params.equivariance.scales: expected a value < 1; got 2.0" in result.output
