@@ -53,14 +53,18 @@ def chosen_diagnostics(run_dir: Path, extra: Iterable[str], *, registry) -> list
     layout = RunLayout(run_dir)
     if not layout.recipe.is_file():
         raise SpecmatchError(f"{run_dir} is not a specmatch run folder (no recipe.toml)")
-    raw = parse_toml_text(layout.recipe.read_text())
+    try:
+        raw = parse_toml_text(layout.recipe.read_text())
+    except ValueError as exc:
+        raise SpecmatchError(f"{layout.recipe}: {exc}") from None
     default = raw.get("evaluation", {}).get("diagnostics", ["latent-spectrum"])
     names: list[str] = []
-    for name in [*default, *extra]:
+    for where, name in [*((f"{layout.recipe}: evaluation.diagnostics", d) for d in default),
+                        *(("--diagnostic", e) for e in extra)]:
         wanted = registry.names("diagnostic") if name == "all" else [name]
         for n in wanted:
             if registry.find("diagnostic", n) is None:
-                raise SpecmatchError(f"--diagnostic: {registry.unknown_message('diagnostic', n)}")
+                raise SpecmatchError(f"{where}: {registry.unknown_message('diagnostic', n)}")
             canonical = registry.get("diagnostic", n).name
             if canonical not in names:
                 names.append(canonical)
