@@ -4,7 +4,7 @@ The posterior-mean latents of all analysed images are pooled over images and pos
 channels, centred); the three leading principal components of the channel covariance (float64) map each
 latent position to R, G, B. Each component is scaled to [0, 1] by its 1st and 99th percentile over all
 images, so colours compare across images of one run. ``latent_pca.png``: a row of images above the row of
-their latent PCA pictures (nearest-upsampled to the image size). Scalars: the explained-variance ratio of each
+their latent PCA pictures (nearest-upsampled to the image size; images under 96 px are enlarged). Scalars: the explained-variance ratio of each
 of the three components. Cost: one encoder pass per image.
 """
 
@@ -48,6 +48,9 @@ def pca_rgb(latents: torch.Tensor, components: torch.Tensor, mean: torch.Tensor)
     return ((projected - lo.view(1, -1, 1, 1)) / scale.view(1, -1, 1, 1)).clamp(0, 1).float()
 
 
+MIN_SHOWN_SIDE = 96  # pixels: smaller images are enlarged (nearest) in the figure
+
+
 class LatentPCA:
     figure = "latent_pca.png"
 
@@ -82,6 +85,9 @@ class LatentPCA:
             return
         images, rgb = self._pictures
         images = (images.expand(-1, 3, -1, -1) + 1) / 2
+        zoom = max(1, MIN_SHOWN_SIDE // images.shape[-1])  # small images are enlarged to be readable
+        if zoom > 1:
+            images = F.interpolate(images, scale_factor=zoom, mode="nearest")
         rgb = F.interpolate(rgb, size=images.shape[-2:], mode="nearest")
         save_image(torch.cat([images.clamp(0, 1), rgb]), str(Path(folder) / self.figure), nrow=images.shape[0],
                    padding=1)

@@ -29,8 +29,8 @@ def test_explained_variance_of_a_latent_with_known_principal_axes(tmp_path):
     assert abs(report["components"][0][0]) == pytest.approx(1.0) and abs(report["components"][1][1]) == pytest.approx(1.0)
     diagnostic.write_figures(report, tmp_path)
     with Image.open(tmp_path / "latent_pca.png") as png:
-        # two rows (images, PCA pictures) of two 8 px images with 1 px padding
-        assert png.size == (2 * 9 + 1, 2 * 9 + 1)
+        # two rows (images, PCA pictures) of two 8 px images enlarged 12 times (to 96 px), 1 px padding
+        assert png.size == (2 * 97 + 1, 2 * 97 + 1)
 
 
 def test_fewer_than_three_channels_fill_missing_components_with_zero():
