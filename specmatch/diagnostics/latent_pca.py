@@ -4,8 +4,8 @@ The posterior-mean latents of all analysed images are pooled over images and pos
 channels, centred); the three leading principal components of the channel covariance (float64) map each
 latent position to R, G, B. Each component is scaled to [0, 1] by its 1st and 99th percentile over all
 images, so colours compare across images of one run. ``latent_pca.png``: a row of images above the row of
-their latent PCA pictures (nearest-upsampled to the image size; images under 96 px are enlarged). Scalars: the explained-variance ratio of each
-of the three components. Cost: one encoder pass per image.
+their latent PCA pictures (nearest-upsampled to the image size; images under 96 px are enlarged). Scalars:
+the explained-variance ratio of each of the three components. Cost: one encoder pass per image.
 """
 
 from __future__ import annotations

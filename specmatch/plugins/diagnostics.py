@@ -145,7 +145,8 @@ def specmatch_diagnostics():
                          summary="FID and PSNR of decode(lowpass_k(z)) against lowpass_k(x), DSM's block-DCT mask "
                                  "(1 encoder + 1 decoder pass per level per image, Inception)")
     yield DiagnosticSpec(name="noised-reconstruction", factory=build_noised_reconstruction,
-                         params=NoisedReconstructionParams, facts=noised_reconstruction_facts, output="noised_reconstruction.json",
+                         params=NoisedReconstructionParams, facts=noised_reconstruction_facts,
+                         output="noised_reconstruction.json",
                          summary="PSNR and rFID of decode(z + sigma std_z eps) over a sigma grid "
                                  "(1 encoder + 1 decoder pass per sigma per image, Inception)")
     yield DiagnosticSpec(name="equivariance", factory=build_equivariance, params=EquivarianceParams,

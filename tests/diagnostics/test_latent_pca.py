@@ -26,7 +26,8 @@ def test_explained_variance_of_a_latent_with_known_principal_axes(tmp_path):
                                                         "latent_pca_explained_2": 0.2,
                                                         "latent_pca_explained_3": 0.0}, abs=1e-9)
     # the first component is the checkerboard channel, the second the stripes channel
-    assert abs(report["components"][0][0]) == pytest.approx(1.0) and abs(report["components"][1][1]) == pytest.approx(1.0)
+    assert abs(report["components"][0][0]) == pytest.approx(1.0)
+    assert abs(report["components"][1][1]) == pytest.approx(1.0)
     diagnostic.write_figures(report, tmp_path)
     with Image.open(tmp_path / "latent_pca.png") as png:
         # two rows (images, PCA pictures) of two 8 px images enlarged 12 times (to 96 px), 1 px padding

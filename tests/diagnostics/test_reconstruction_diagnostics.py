@@ -19,7 +19,8 @@ def images(n=6, side=16, seed=0):
 
 def test_gram_fid_matches_the_covariance_fid():
     g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(7, 20, generator=g, dtype=torch.float64), torch.randn(9, 20, generator=g, dtype=torch.float64) + 0.3
+    a = torch.randn(7, 20, generator=g, dtype=torch.float64)
+    b = torch.randn(9, 20, generator=g, dtype=torch.float64) + 0.3
     (m1, s1), (m2, s2) = feature_statistics(a), feature_statistics(b)
     assert frechet_distance_of_features(a, b) == pytest.approx(frechet_distance(m1, s1, m2, s2, method="eigh"),
                                                                 rel=1e-6)
