@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -102,12 +103,14 @@ def analyze_run(run_dir: Path, *, diagnostics: Sequence[str] = (), images: int =
         comp = resolved.component(f"evaluation.diagnostics[{i}]")
         diagnostic = B.build(comp, ctx)
         log.info(f"[analyze] {comp.spec.name} on {n} {split} images")
+        start = time.perf_counter()
         with torch.no_grad():
             report = dict(diagnostic.run(ae, x))
+        seconds = round(time.perf_counter() - start, 2)
         scalars = {k: float(v) for k, v in diagnostic.scalars(report).items()}
         analysis[comp.spec.name] = {"settings": report.get("settings", {}), "n": report.get("n", n),
                                     "split": split, "latent_shape": latent_shape, "scalars": scalars, "report": report,
-                                    "figures": list(comp.spec.figures)}
+                                    "figures": list(comp.spec.figures), "seconds": seconds}
         if comp.spec.figures and report:
             diagnostic.write_figures(report, run_dir)
     (run_dir / ANALYSIS_FILE).write_text(json.dumps(analysis, indent=2))

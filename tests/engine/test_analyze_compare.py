@@ -69,7 +69,7 @@ def test_analyze_every_registered_diagnostic(two_runs):
     analysis = json.loads((run / "analysis.json").read_text())
     assert {"latent-spectrum", "lowpass-rfid", "noised-reconstruction", "equivariance", "channel-eigenspectrum",
             "latent-pca"} <= set(analysis)
-    assert all(entry["n"] == 4 for entry in analysis.values())
+    assert all(entry["n"] == 4 and entry["seconds"] >= 0 for entry in analysis.values())
     scalars = analysis["lowpass-rfid"]["scalars"]
     assert set(scalars) == {"lowpass_psnr_k0", "lowpass_psnr_k4"}
     assert set(analysis["noised-reconstruction"]["scalars"]) == {"noised_psnr_sigma0", "noised_psnr_sigma1"}
