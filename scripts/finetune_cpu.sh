@@ -24,12 +24,15 @@ while (($#)); do
   esac
 done
 mkdir -p runs
+# the recipe's diagnostics (latent spectrum, KL to delta = 0 and 1) plus the low-pass PSNR at k = 0, 8, 12
+ANALYZE=(--diagnostic lowpass-rfid -o "evaluation.diagnostic_params.lowpass-rfid.levels=[0, 8, 12]"
+         -o evaluation.diagnostic_params.lowpass-rfid.frechet=false)
 # step 1: the autoencoder to start from (reused when complete)
 ae="runs/cpu-${tag:+$tag-}ae"
 start=$(date +%s)
 "$SPECMATCH" run recipes/cpu/ae.toml --output-dir "$ae" ${overrides[@]+"${overrides[@]}"} > "$ae.log" 2>&1
 echo "ae: $(( $(date +%s) - start )) s"
-"$SPECMATCH" analyze "$ae" --images 256 > /dev/null
+"$SPECMATCH" analyze "$ae" --images 256 "${ANALYZE[@]}" > /dev/null
 runs=("$ae")
 # step 2: each fine-tuning recipe starts from that run folder (autoencoder.init)
 for name in $only; do
@@ -38,7 +41,7 @@ for name in $only; do
   "$SPECMATCH" run "recipes/cpu/finetune/$name.toml" --output-dir "$out" -o "autoencoder.init='$PWD/$ae'" \
     ${overrides[@]+"${overrides[@]}"} ${ft[@]+"${ft[@]}"} > "$out.log" 2>&1
   echo "$name: $(( $(date +%s) - start )) s"
-  "$SPECMATCH" analyze "$out" --images 256 > /dev/null
+  "$SPECMATCH" analyze "$out" --images 256 "${ANALYZE[@]}" > /dev/null
   runs+=("$out")
 done
 "$SPECMATCH" compare "${runs[@]}"

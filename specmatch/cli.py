@@ -435,37 +435,41 @@ def study(ctx: click.Context, study_file: str, output_dir: str | None, dry_run: 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--diagnostic", "diagnostics", multiple=True, metavar="NAME",
+              help="Also run this diagnostic (repeatable; 'all' = every registered one) besides the recipe's "
+                   "[evaluation] diagnostics (`specmatch components list --kind diagnostic`).")
 @click.option("--images", type=click.IntRange(min=1), default=256, show_default=True, help="Images analysed (N).")
-@click.option("--deltas", default="0,0.6,0.8,1.0,1.2", show_default=True, help="Comma-separated delta targets.")
-@click.option("--levels", default="0,2,4,6,8,10,12", show_default=True, help="DSM mask levels for low-pass fidelity.")
-@click.option("--block-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
+@click.option("-o", "--override", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Set a diagnostic's param, e.g. -o evaluation.diagnostic_params.lowpass-rfid.levels=[0,4,8].")
+@click.option("--deltas", default=None, help="Deprecated: -o evaluation.diagnostic_params.latent-spectrum.deltas=[...]"
+                                             " (comma-separated delta targets).")
+@click.option("--levels", default=None, help="Deprecated: -o evaluation.diagnostic_params.lowpass-rfid.levels=[...] "
+                                             "(comma-separated DSM mask levels; adds lowpass-rfid).")
+@click.option("--block-size", type=click.IntRange(min=1), default=None,
+              help="Deprecated: -o evaluation.diagnostic_params.lowpass-rfid.block_size=B (adds lowpass-rfid).")
 @click.pass_context
-def analyze(ctx: click.Context, run_dir: str, images: int, deltas: str, levels: str, block_size: int,
-            split: str) -> None:
-    """Latent spectrum (band distributions, KL to delta-targets, slope) and low-pass fidelity of a run's
-    autoencoder; writes RUN_DIR/analysis.json and RUN_DIR/spectrum.png."""
-    from .core.errors import SpecmatchError
+def analyze(ctx: click.Context, run_dir: str, diagnostics: tuple[str, ...], images: int, split: str,
+            overrides: tuple[str, ...], deltas: str | None, levels: str | None, block_size: int | None) -> None:
+    """Diagnostic plugins on a run's trained autoencoder: the recipe's [evaluation] diagnostics plus each
+    --diagnostic; writes RUN_DIR/analysis.json (per diagnostic: settings, N, scalars, report) and the
+    diagnostics' figures (spectrum.png, latent_pca.png)."""
+    registry = _registry(ctx)  # plugin warnings, strict mode
+    from .engine.analyze import ANALYSIS_FILE, analyze_run, legacy_overrides
 
-    try:
-        delta_values = [float(d) for d in deltas.split(",") if d.strip()]
-        level_values = [int(k) for k in levels.split(",") if k.strip()]
-    except ValueError:
-        raise SpecmatchError(f"--deltas must be numbers and --levels integers; got {deltas!r} and {levels!r}")
-    _registry(ctx)  # plugin warnings, strict mode
-    from .engine.analyze import analyze_run
-
-    report = analyze_run(Path(run_dir), images=images, deltas=delta_values, levels=level_values,
-                         block_size=block_size, split=split)
-    click.echo(f"N = {report['n_images']} {split} images, latent {report['latent_shape']}")
-    click.echo(f"{'target':<12} {'KL(target||latent)':>20} {'(DC removed)':>13} {'slope':>8}")
-    for delta, t in report["targets"].items():
-        click.echo(f"delta={delta:<6} {t['kl_to_latent']:>20.5f} {t['kl_to_latent_dc_removed']:>13.5f} "
-                   f"{t['slope']:>8.2f}")
-    click.echo(f"{'latent':<12} {'':>20} {'':>13} {report['latent']['slope']:>8.2f}")
-    for key, value in report["lowpass"].items():
-        click.echo(f"{key}: {value:.2f} dB")
-    click.echo(f"wrote {Path(run_dir) / 'analysis.json'} and {Path(run_dir) / 'spectrum.png'}")
+    legacy_names, legacy = legacy_overrides(deltas, levels, block_size)
+    if legacy:
+        click.echo("note: --deltas, --levels and --block-size are deprecated; use --diagnostic NAME and "
+                   "-o evaluation.diagnostic_params.NAME.KEY=VALUE", err=True)
+    analysis = analyze_run(Path(run_dir), diagnostics=[*diagnostics, *legacy_names], images=images, split=split,
+                           overrides=[*legacy, *overrides], registry=registry)
+    figures = []
+    for name, entry in analysis.items():
+        click.echo(f"[{name}] N = {entry['n']} {split} images, latent {entry['latent_shape']}")
+        for key, value in entry["scalars"].items():
+            click.echo(f"  {key:<40} {value:.5g}")
+        figures += [str(Path(run_dir) / f) for f in entry["figures"]]
+    click.echo(f"wrote {', '.join([str(Path(run_dir) / ANALYSIS_FILE), *figures])}")
 
 
 @main.command()

@@ -35,8 +35,10 @@ def run_metrics(run_dir: Path) -> dict[str, Any]:
     metrics = json.loads(path.read_text())
     metrics.pop("provenance", None)  # per-metric protocol, network and N: shown in summary.md
     analysis = run_dir / "analysis.json"
-    if analysis.is_file():  # spectrum KLs of `specmatch analyze`, with their N
-        report = json.loads(analysis.read_text())
+    if not analysis.is_file():
+        return metrics
+    report = json.loads(analysis.read_text())
+    if "targets" in report:  # the older layout (one spectrum report, before diagnostics were plugins)
         metrics["analysis_n"] = report.get("n_images")
         for delta, target in report.get("targets", {}).items():
             metrics[f"analysis_kl_delta{delta}"] = target["kl_to_latent"]
@@ -44,6 +46,11 @@ def run_metrics(run_dir: Path) -> dict[str, Any]:
                 metrics[f"analysis_kl_delta{delta}_dc_removed"] = target["kl_to_latent_dc_removed"]
         metrics["analysis_latent_slope"] = report.get("latent", {}).get("slope")
         metrics.update({f"analysis_{k}": v for k, v in report.get("lowpass", {}).items()})
+        return metrics
+    for name, entry in report.items():  # `specmatch analyze`: per diagnostic its N and scalars
+        if isinstance(entry, dict):
+            metrics[f"analysis/{name}/n"] = entry.get("n")
+            metrics.update({f"analysis/{name}/{k}": v for k, v in entry.get("scalars", {}).items()})
     return metrics
 
 

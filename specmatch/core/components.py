@@ -213,8 +213,9 @@ class Metric(Protocol):
 @runtime_checkable
 class Diagnostic(Protocol):
     """A latent diagnostic (kind ``diagnostic``): ``run(autoencoder, images)`` with images (N, 3, H, W) in
-    [-1, 1] on the autoencoder's device returns a JSON-able report (with its settings and ``n_images``);
-    ``scalars(report)`` returns the flat numbers written to ``metrics.json``."""
+    [-1, 1] on the autoencoder's device returns a JSON-able report (with its ``settings`` and ``n``);
+    ``scalars(report)`` returns the flat numbers written to ``metrics.json``. A spec with ``figures`` also
+    needs ``write_figures(report, folder)`` (not part of this protocol: older diagnostics have none)."""
 
     def run(self, autoencoder: Any, images: "Tensor") -> Mapping[str, Any]: ...
     def scalars(self, report: Mapping[str, Any]) -> Mapping[str, float]: ...

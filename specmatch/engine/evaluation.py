@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -95,17 +94,6 @@ def load_feature_network(path: str, recipe_dir: Path, device, expected_sha256: s
         if path:  # the user asked for this file: a missing one is an error
             raise
         return None, str(exc)
-
-
-@torch.no_grad()
-def latent_spectrum(autoencoder, images: torch.Tensor, *, deltas=(0.0, 1.0), batch_size: int = 32) -> dict[str, Any]:
-    """The spectrum report of :mod:`specmatch.analysis` (figure settings) for posterior samples."""
-    from specmatch.analysis import encode_latents, spectrum_report
-
-    if images.shape[0] == 0:
-        return {}
-    latents = encode_latents(autoencoder, images, batch_size=batch_size)
-    return spectrum_report(images, latents, deltas=deltas)
 
 
 def interleave_rows(originals: torch.Tensor, reconstructions: torch.Tensor, per_row: int = 8) -> torch.Tensor:

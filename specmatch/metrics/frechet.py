@@ -98,6 +98,30 @@ def _trace_sqrt_product_eigh(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     return float(np.sqrt(np.clip(np.linalg.eigvalsh((product + product.T) / 2.0), 0.0, None)).sum())
 
 
+def frechet_distance_of_features(features1, features2) -> float:
+    """FID between two feature sets (N1, d) and (N2, d), exact and cheap when a set is smaller than d.
+
+    With centred features scaled as ``A_i = (F_i - mean_i) / sqrt(N_i - 1)`` (so ``S_i = A_i.T A_i``), the
+    non-zero eigenvalues of ``S1 S2`` are the squared singular values of ``A1 A2.T`` (N1 x N2), so
+    ``tr((S1 S2)^(1/2))`` is the nuclear norm of that small matrix: no d x d square root. For N >= d it
+    falls back to :func:`frechet_distance` (``eigh``) on the covariances.
+    """
+    f1, f2 = _as_features(features1, "features1"), _as_features(features2, "features2")
+    if f1.shape[1] != f2.shape[1]:
+        raise ValueError(f"feature dimensions differ: {f1.shape[1]} and {f2.shape[1]}")
+    if len(f1) < 2 or len(f2) < 2:
+        raise ValueError(f"FID needs at least 2 features per set, got {len(f1)} and {len(f2)}")
+    if min(len(f1), len(f2)) >= f1.shape[1]:
+        (mu1, s1), (mu2, s2) = feature_statistics(f1), feature_statistics(f2)
+        return frechet_distance(mu1, s1, mu2, s2, method="eigh")
+    mu1, mu2 = f1.mean(axis=0), f2.mean(axis=0)
+    a1 = (f1 - mu1) / np.sqrt(len(f1) - 1)
+    a2 = (f2 - mu2) / np.sqrt(len(f2) - 1)
+    trace_covmean = float(np.linalg.svd(a1 @ a2.T, compute_uv=False).sum())
+    diff = mu1 - mu2
+    return float(diff @ diff + (a1 * a1).sum() + (a2 * a2).sum() - 2.0 * trace_covmean)
+
+
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The KID kernel ``k(x, y) = (x . y / d + 1)^3`` between rows of x (n, d) and y (m, d) -> (n, m)."""
     return (x @ y.T / x.shape[1] + 1.0) ** 3

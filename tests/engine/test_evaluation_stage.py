@@ -128,6 +128,7 @@ def test_reference_file_replaces_the_training_subset(tmp_path, feature_net):
     # the default diagnostic plugin: its scalars in the metrics, its report for spectrum.json
     assert "spectrum_latent_slope" in result.metrics
     assert result.reports["spectrum.json"]["n_images"] == 4
+    assert (tmp_path / "run" / "spectrum.png").stat().st_size > 1000  # the diagnostic's figure
 
 
 def test_protocol_pins_and_contradictions_are_reported(tmp_path):

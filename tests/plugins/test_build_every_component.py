@@ -60,6 +60,9 @@ TINY: dict[tuple[str, str], Any] = {
     ("denoiser", "dit"): {"preset": "dit-micro", "patch_size": 2},
     ("denoiser_regularizer", "repa"): {"depth": 2, "projector_width": 16},
     ("sampler", "euler"): {"steps": 2},
+    # the Inception passes (about 10 s each here) are covered by tests/engine/test_analyze_compare.py (slow)
+    ("diagnostic", "lowpass-rfid"): {"levels": [4], "frechet": False},
+    ("diagnostic", "noised-reconstruction"): {"sigmas": [0.0, 1.0], "frechet": False},
     ("sampler", "heun"): {"steps": 2},
     ("sampler", "euler-maruyama"): {"steps": 3, "cfg_scale": 2.0, "guidance_high": 0.7},
     ("sampler", "ddim"): {"steps": 2, "eta": 0.5},

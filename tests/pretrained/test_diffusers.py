@@ -124,7 +124,7 @@ def test_esm_fine_tuning_of_a_diffusers_vae_through_the_engine(kl_folder, tmp_pa
     assert any(k.startswith("diag/") for k in curves[-1]), curves[-1]  # the training diagnostics ran on it
     analyzed = invoke_cli("analyze", str(out), "--images", "8")
     assert analyzed.exit_code == 0, analyzed.output
-    assert json.loads((out / "analysis.json").read_text())["n_images"] == 8
+    assert json.loads((out / "analysis.json").read_text())["latent-spectrum"]["n"] == 8
     tuned = load_file(str(out / "autoencoder" / "model.safetensors"))
     start = load_file(str(kl_folder / "diffusion_pytorch_model.safetensors"))
     assert set(tuned) == {f"vae.{k}" for k in start}

@@ -164,24 +164,31 @@ def _train(run: RunContext, stage, comp, ae: nn.Module, train_set, test_set) -> 
 
 
 class _Diagnostics:
-    """Latent-spectrum scalars every ``analyze_every`` steps on a fixed batch of held-out images."""
+    """Every ``analyze_every`` steps, the scalars of the ``[evaluation] diagnostics`` whose spec declares
+    ``during_training`` (cheap ones: latent-spectrum, channel-eigenspectrum), on a fixed batch of held-out
+    images, logged as ``diag/<name>/<scalar>``."""
 
     def __init__(self, run: RunContext, test_set):
         self.every = run.recipe.train.autoencoder.analyze_every
         self.main = run.accelerator.is_main_process
         self.images: Any = None
-        if self.every:
+        self.diagnostics: list[tuple[str, Any]] = []
+        if self.every and self.main:
             n = min(run.recipe.evaluation.spectrum_images or 32, len(test_set))
             self.images = torch.stack([test_set[i][0] for i in range(n)]).to(run.accelerator.device)
+            for i in range(len(run.recipe.evaluation.diagnostics)):
+                comp = run.resolved.component(f"evaluation.diagnostics[{i}]")
+                if comp.spec.during_training:
+                    self.diagnostics.append((comp.spec.name, run.build_component(comp)))
 
     def at(self, step: int, model: nn.Module) -> dict[str, float]:
-        if not (self.every and (step + 1) % self.every == 0 and self.main):
+        if not (self.every and (step + 1) % self.every == 0 and self.main and self.diagnostics):
             return {}
-        from specmatch.analysis import spectrum_scalars
-
-        from ..evaluation import latent_spectrum
-
         model.eval()
-        spectrum = latent_spectrum(model, self.images)
+        out: dict[str, float] = {}
+        with torch.no_grad():
+            for name, diagnostic in self.diagnostics:
+                report = diagnostic.run(model, self.images)
+                out.update({f"diag/{name}/{k}": float(v) for k, v in diagnostic.scalars(report).items()})
         model.train()
-        return {f"diag/{k}": v for k, v in spectrum_scalars(spectrum).items()}
+        return out

@@ -220,7 +220,8 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
 
 def _diagnostics(run: RunContext, autoencoder, test_set, ev, metrics: dict[str, Any]) -> dict[str, dict]:
     """Run every ``[evaluation] diagnostics`` plugin on the first ``spectrum_images`` test images; their
-    scalars go to ``metrics``, their full reports to the file each spec declares."""
+    scalars go to ``metrics``, their full reports to the file each spec declares, their figures (main process)
+    to the run folder."""
     n = min(ev.spectrum_images, len(test_set))
     comps = [run.resolved.component(f"evaluation.diagnostics[{i}]") for i in range(len(ev.diagnostics))]
     if not n or not comps:
@@ -234,6 +235,8 @@ def _diagnostics(run: RunContext, autoencoder, test_set, ev, metrics: dict[str, 
         metrics.update({k: float(v) for k, v in diagnostic.scalars(report).items()})
         if comp.spec.output and report:
             reports[comp.spec.output] = report
+        if comp.spec.figures and report and run.accelerator.is_main_process:
+            diagnostic.write_figures(report, run.layout.root)  # e.g. spectrum.png, latent_pca.png
     return reports
 
 

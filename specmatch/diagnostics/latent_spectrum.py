@@ -1,21 +1,21 @@
-"""Diffusability diagnostics of an autoencoder's latent: the spectrum analysis of the paper's figures and
-DSM's low-pass fidelity. Used by ``specmatch analyze``, by the evaluation stage and (every
-``train.autoencoder.analyze_every`` steps) during training.
+"""``latent-spectrum``: radial DCT band distributions of images and latents (method.md s8, the paper's
+spectrum figures).
 
-* **Band distributions** (method.md s8): per image, the normalised radial DCT band-power distribution of the
-  image (tilted by (k+1)^delta) and of the latent; mean and std over images; KL(delta-target || latent) of the
-  mean distributions; the log-log slope of the latent's distribution. The paper's figures use center "none",
-  remove_dc False, log power, 16 bins, which are the defaults here. Each KL is also given under ESM's training
-  settings (center "mean", DC removed), where the latent's arbitrary mean offset does not fill bin 0.
-* **Low-pass fidelity** (method.md s3): for each DSM mask level k, how well ``decode(lowpass_k(z))`` matches
-  ``lowpass_k(x)`` (PSNR). A decoder that keeps frequency-to-frequency correspondence degrades gracefully.
+Per image, the normalised radial DCT band-power distribution of the image (tilted by (k+1)^delta) and of its
+posterior-sample latent; mean and std over images; KL(delta-target || latent) of the mean distributions; the
+log-log slope of the latent's distribution. The figures use center "none", remove_dc False, log power, 16
+bins, which are the defaults here. Each KL is also given under ESM's training settings (center "mean", DC
+removed), where the latent's arbitrary mean offset does not fill bin 0. Cost: one encoder pass per image.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+
+from .common import encode_latents
 
 
 def loglog_slope(dist: torch.Tensor) -> float:
@@ -35,22 +35,6 @@ def kl_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-8) -> float:
     p = p.double() / p.double().sum()
     q = q.double() / q.double().sum()
     return float((p * ((p + eps).log() - (q + eps).log())).sum())
-
-
-@torch.no_grad()
-def encode_latents(autoencoder, images: torch.Tensor, *, batch_size: int = 32, sample: bool = True,
-                   seed: int = 0) -> torch.Tensor:
-    """Posterior samples (what ESM regularises and the denoiser sees) or means, batch by batch."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    out = []
-    for start in range(0, images.shape[0], batch_size):
-        post = autoencoder.encode(images[start:start + batch_size])
-        if sample:
-            noise = torch.randn(post.mean.shape, generator=g).to(post.mean.device, post.mean.dtype)
-            out.append(post.mean + post.std * noise)
-        else:
-            out.append(post.mean)
-    return torch.cat(out)
 
 
 @torch.no_grad()
@@ -93,27 +77,6 @@ def spectrum_scalars(report: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-@torch.no_grad()
-def lowpass_fidelity(autoencoder, images: torch.Tensor, *, levels: Sequence[int] = (0, 2, 4, 6, 8, 10, 12),
-                     block_size: int = 8, batch_size: int = 32) -> dict[str, float]:
-    """PSNR of decode(lowpass_k(z)) against lowpass_k(x) per mask level k (posterior means, no clamp)."""
-    from specmatch.metrics.reconstruction import psnr
-    from specmatch.spectral import block_lowpass
-
-    out: dict[str, float] = {}
-    for level in levels:
-        values = []
-        for start in range(0, images.shape[0], batch_size):
-            x = images[start:start + batch_size]
-            z = autoencoder.encode(x).mode()
-            if z.shape[-1] % block_size or x.shape[-1] % block_size:
-                return out  # this latent grid cannot be block-filtered at this block size
-            x_low, z_low = block_lowpass(x, level, block_size), block_lowpass(z, level, block_size)
-            values.append(psnr(autoencoder.decode(z_low).float(), x_low.float()))
-        out[f"lowpass_psnr_k{level}"] = float(torch.cat(values).mean())
-    return out
-
-
 def plot_spectrum(report: dict[str, Any], path, title: str = "") -> None:
     """The paper's spectrum-distribution figure: image (solid), delta-targets (dashed), latent (bold)."""
     import matplotlib
@@ -143,19 +106,29 @@ def plot_spectrum(report: dict[str, Any], path, title: str = "") -> None:
 
 
 class LatentSpectrum:
-    """The latent spectrum report as a ``diagnostic`` plugin (registered by ``specmatch.plugins.diagnostics``):
-    radial DCT band distributions of images and posterior-sample latents, KL from each delta-target to the
-    latent, log-log slopes."""
+    """Radial DCT band distributions of images and posterior-sample latents, KL from each delta-target to the
+    latent, log-log slopes; the figure ``spectrum.png``."""
 
-    def __init__(self, deltas=(0.0, 1.0), batch_size: int = 32):
-        self.deltas, self.batch_size = tuple(deltas), int(batch_size)
+    figure = "spectrum.png"
+
+    def __init__(self, deltas: Sequence[float] = (0.0, 1.0), n_bins: int = 16, batch_size: int = 32,
+                 seed: int = 0):
+        self.deltas, self.n_bins, self.batch_size, self.seed = tuple(deltas), int(n_bins), int(batch_size), seed
 
     @torch.no_grad()
     def run(self, autoencoder, images: torch.Tensor) -> dict[str, Any]:
         if images.shape[0] == 0:
             return {}
-        latents = encode_latents(autoencoder, images, batch_size=self.batch_size)
-        return spectrum_report(images, latents, deltas=self.deltas)
+        latents = encode_latents(autoencoder, images, batch_size=self.batch_size, seed=self.seed)
+        report = spectrum_report(images, latents, deltas=self.deltas, n_bins=self.n_bins)
+        report["n"] = report["n_images"]
+        report["settings"] = {"deltas": list(self.deltas), "n_bins": self.n_bins, "latent": "posterior sample",
+                              "seed": self.seed, "center": "none", "remove_dc": False}
+        return report
 
     def scalars(self, report: dict[str, Any]) -> dict[str, float]:
         return spectrum_scalars(report) if report else {}
+
+    def write_figures(self, report: dict[str, Any], folder: Path) -> None:
+        if report:
+            plot_spectrum(report, Path(folder) / self.figure)
