@@ -3,7 +3,6 @@ message naming the component and its plugin (docs/plugins.md § Mistakes specmat
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from specmatch.core.errors import PluginError, RecipeError
+from specmatch.core.errors import PluginError
 from specmatch.core.plugins import load_plugins
 from specmatch.core.registry import Registry
 from specmatch.testing import MINIMAL_RECIPE, invoke_cli, write_recipe
