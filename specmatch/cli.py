@@ -514,18 +514,23 @@ def export(ctx: click.Context, run_dir: str, out: str, fmt: str) -> None:
 @click.option("--check-sha256", default=None,
               help="Expected sha256 (or prefix) of --check-weights; default the 8 digits in the file's name, "
                    "'' = not checked.")
+@click.option("--recompute-moments", is_flag=True,
+              help="SOURCE an ADM batch (.npz) with mu/sigma: write the moments of its arr_0 images instead of "
+                   "keeping the file's (ADM's are over the whole training set).")
 @click.pass_context
 def stats(ctx: click.Context, source: str, output: str, split: str, images: int | None, resolution: int,
           protocol: str, feature_network: str, batch_size: int, seed: int, subset: int,
-          overrides: tuple[str, ...], check_weights: str, check_sha256: str | None) -> None:
-    """Reference statistics (Inception mean and covariance) of SOURCE, a recipe (its [data] table) or an image
-    folder, written in the ADM .npz layout for `[evaluation] reference`."""
+          overrides: tuple[str, ...], check_weights: str, check_sha256: str | None,
+          recompute_moments: bool) -> None:
+    """Reference statistics (Inception mean and covariance) of SOURCE, a recipe (its [data] table), an image
+    folder, or an ADM batch (.npz with arr_0 images), written in the ADM .npz layout for
+    `[evaluation] reference`."""
     from .core.errors import SpecmatchError
     from .metrics.protocols import PROTOCOLS
 
     src = Path(source)
-    if not src.is_dir() and src.suffix != ".toml":
-        raise SpecmatchError(f"{src}: expected a recipe (.toml) or a folder of images")
+    if not src.is_dir() and src.suffix not in (".toml", ".npz"):
+        raise SpecmatchError(f"{src}: expected a recipe (.toml), a folder of images or an ADM batch (.npz)")
     if protocol not in PROTOCOLS:
         raise SpecmatchError(f"unknown evaluation protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
     pinned = PROTOCOLS[protocol]
@@ -564,6 +569,10 @@ def stats(ctx: click.Context, source: str, output: str, split: str, images: int 
 
         report = check.report(result)
         result = attrs.evolve(result, streams={k: v for k, v in result.streams.items() if k != CHECK_POOL_STREAM})
+    if src.suffix == ".npz" and not recompute_moments:
+        from .engine.reference_stats import keep_batch_moments
+
+        result = keep_batch_moments(result, dataset, src)
     write_reference(output, result, protocol=protocol)
     click.echo(f"wrote {output}: N = {result.n} images, {network.describe()['name']}, protocol {protocol}")
     if check is not None:

@@ -23,7 +23,12 @@ from specmatch.core.errors import DataError
 
 
 def dataset_from_source(source: Path, split: str, resolution: int, registry_load: Any) -> Any:
-    """The images of a recipe's ``[data]`` table (``source`` is a .toml file) or of an image folder."""
+    """The images of a recipe's ``[data]`` table (``source`` is a .toml file), of an image folder, or of an ADM
+    batch (``arr_0`` of an ``.npz``)."""
+    if source.suffix == ".npz" and source.is_file():
+        from specmatch.data.npz_images import NpzImages
+
+        return NpzImages(source)
     if source.is_dir():
         from specmatch.data.image_folder import ImageFolderDataset
 
@@ -68,6 +73,34 @@ def dataset_statistics(dataset, *, images: int | None, batch_size: int, network,
     mean, cov = moments.mean_cov()
     return FeatureSet(n=moments.n, mean=mean, cov=cov, features=stream.subset("reference", "real").features(),
                       network=network.describe()["name"], streams=stream.stream_summaries("reference", "real"))
+
+
+def keep_batch_moments(result: FeatureSet, batch, source: Path) -> FeatureSet:
+    """``result`` (computed from an ADM batch's images) with the moments the batch file already holds.
+
+    ADM's published reference batches hold 10 000 images but ``mu``/``sigma`` (and ``mu_s``/``sigma_s``) of the
+    whole training set: FID keeps comparing with those, while the feature subset of the images makes KID and
+    precision/recall possible. A file without moments keeps the ones of its images."""
+    import attrs
+    import numpy as np
+
+    from specmatch.metrics.reference import ADM_SPATIAL_STREAM
+
+    moments = batch.moments()
+    if "mu" not in moments or "sigma" not in moments:
+        return result
+    mu, sigma = moments["mu"].astype(np.float64), moments["sigma"].astype(np.float64)
+    if mu.shape != np.shape(result.mean) or sigma.shape != np.shape(result.cov):
+        raise DataError(f"{source}: mu {mu.shape} and sigma {sigma.shape} do not match the feature network's "
+                        f"{np.shape(result.mean)}; the file was made with another network (use "
+                        f"--recompute-moments to write the moments of its images)")
+    streams = dict(result.streams)
+    if "mu_s" in moments and "sigma_s" in moments:
+        streams[ADM_SPATIAL_STREAM] = FeatureSet(n=0, mean=moments["mu_s"].astype(np.float64),
+                                                 cov=moments["sigma_s"].astype(np.float64),
+                                                 network="from the batch file")
+    return attrs.evolve(result, n=0, mean=mu, cov=sigma, streams=streams,
+                        network=f"{result.network}; mu/sigma from {source.name}")
 
 
 CHECK_POOL_STREAM = "pytorch-fid-pool"

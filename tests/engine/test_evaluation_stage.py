@@ -235,3 +235,42 @@ def test_metrics_on_their_own_networks_run_through_the_stage(tmp_path, feature_n
     with_file = _evaluate(tmp_path / "run2", feature_net, extra=(*extra, f'evaluation.reference="{ref}"'))
     assert "gen_fid" in with_file.metrics and "gen_fd_dinov2" not in with_file.metrics
     assert "rfd_dinov2" in with_file.metrics  # reconstructions compare with their own originals
+
+
+def test_stats_of_an_adm_batch_keeps_its_moments_and_adds_features_of_its_images(tmp_path, feature_net):
+    """ADM's reference batches: 10 000 images in arr_0 beside mu/sigma of the whole training set. `stats`
+    keeps the file's moments (FID compares with those) and adds the features of the images (KID, P&R)."""
+    import numpy as np
+
+    from specmatch.metrics.reference import ADM_SPATIAL_STREAM, read_reference
+    from specmatch.testing import invoke_cli
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(10, 8, 8, 3), dtype=np.uint8)
+    mu, sigma = rng.normal(size=16), np.eye(16) * 2.0
+    mu_s, sigma_s = rng.normal(size=5), np.eye(5)
+    batch = tmp_path / "VIRTUAL_batch.npz"
+    np.savez(batch, arr_0=images, mu=mu, sigma=sigma, mu_s=mu_s, sigma_s=sigma_s)
+    out = tmp_path / "ref.npz"
+    result = invoke_cli("stats", str(batch), "-O", str(out), "--features", "10", "--batch-size", "4")
+    assert result.exit_code == 0, result.output
+    ref = read_reference(out, feature_dim=16)
+    np.testing.assert_array_equal(ref.mean, mu)
+    np.testing.assert_array_equal(ref.cov, sigma)
+    np.testing.assert_array_equal(ref.streams[ADM_SPATIAL_STREAM].mean, mu_s)
+    # the features are the stand-in network's on the images, as [-1, 1] floats
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    expected = TinyFeatures()(x).numpy()
+    assert ref.features.shape == (10, 16)
+    np.testing.assert_allclose(np.sort(ref.features, axis=0), np.sort(expected, axis=0), atol=1e-5)
+    # --recompute-moments: the moments of the images instead
+    again = invoke_cli("stats", str(batch), "-O", str(out), "--features", "10", "--recompute-moments")
+    assert again.exit_code == 0, again.output
+    np.testing.assert_allclose(read_reference(out, feature_dim=16).mean, expected.mean(0), atol=1e-6)
+    # moments of another network, and a file without images: clear errors, no traceback
+    np.savez(batch, arr_0=images, mu=np.zeros(2048), sigma=np.eye(2048))
+    wrong = invoke_cli("stats", str(batch), "-O", str(out))
+    assert wrong.exit_code != 0 and "another network" in wrong.output and "Traceback" not in wrong.output
+    np.savez(batch, mu=mu, sigma=sigma)
+    empty = invoke_cli("stats", str(batch), "-O", str(out))
+    assert empty.exit_code != 0 and "no arr_0" in empty.output and "Traceback" not in empty.output
