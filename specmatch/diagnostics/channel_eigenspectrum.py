@@ -60,6 +60,21 @@ class ChannelEigenspectrum:
                        "condition_number": _finite_or_none(condition_number(eigenvalues))})
         return report
 
+    figure = "channel_eigenspectrum.png"
+
+    def write_figures(self, report: dict[str, Any], folder) -> None:
+        """The eigenvalues, largest first, on a log axis."""
+        from pathlib import Path
+
+        from .common import curve_figure
+
+        values = [v for v in report.get("eigenvalues", []) if v > 0]
+        if not values:
+            return
+        curve_figure(Path(folder) / self.figure, list(range(1, len(values) + 1)), [("eigenvalue", values)],
+                     xlabel="component", log_y=True,
+                     title=f"latent channel covariance: effective rank {report['effective_rank']:.2f}, N={report['n']}")
+
     def scalars(self, report: dict[str, Any]) -> dict[str, float]:
         if "eigenvalues" not in report:
             return {}

@@ -85,3 +85,25 @@ def frechet_of(real_features: torch.Tensor, fake_features: torch.Tensor) -> floa
     from specmatch.metrics.frechet import frechet_distance_of_features
 
     return frechet_distance_of_features(real_features, fake_features)
+
+
+def curve_figure(path, x: list[float], panels: list[tuple[str, list[float]]], *, xlabel: str, title: str,
+                 log_y: bool = False) -> None:
+    """One PNG with a panel per (y label, values over ``x``): the sweeps people read as curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), dpi=110, squeeze=False)
+    for ax, (ylabel, ys) in zip(axes[0], panels):
+        ax.plot(x, ys, marker="o")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if log_y:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

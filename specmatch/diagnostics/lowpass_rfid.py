@@ -12,11 +12,12 @@ per level for the decoded set.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-from .common import LazyFeatures, decode_latents, encode_latents, frechet_of, mean_psnr
+from .common import LazyFeatures, curve_figure, decode_latents, encode_latents, frechet_of, mean_psnr
 
 
 class LowpassRFID:
@@ -53,6 +54,21 @@ class LowpassRFID:
                 settings["feature_network"] = self.features.name
             report["levels"][str(k)] = entry
         return report
+
+    figure = "lowpass_rfid.png"
+
+    def write_figures(self, report: dict[str, Any], folder) -> None:
+        """PSNR (and rFID) against the mask level k."""
+        levels = report.get("levels", {})
+        if not levels:
+            return
+        ks = sorted(levels, key=int)
+        panels = [("PSNR (dB)", [levels[k]["psnr"] for k in ks])]
+        if all("rfid" in levels[k] for k in ks):
+            panels.append(("rFID", [levels[k]["rfid"] for k in ks]))
+        curve_figure(Path(folder) / self.figure, [int(k) for k in ks], panels, xlabel="mask level k",
+                     title=f"decode(lowpass_k z) vs lowpass_k x, block {report['settings']['block_size']}, "
+                           f"N={report['n']}")
 
     def scalars(self, report: dict[str, Any]) -> dict[str, float]:
         out = {}

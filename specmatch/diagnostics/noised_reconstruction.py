@@ -10,11 +10,12 @@ decodings once per sigma.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-from .common import LazyFeatures, decode_latents, encode_latents, frechet_of, mean_psnr
+from .common import LazyFeatures, curve_figure, decode_latents, encode_latents, frechet_of, mean_psnr
 
 
 class NoisedReconstruction:
@@ -51,6 +52,20 @@ class NoisedReconstruction:
                 entry["rfid"] = frechet_of(real, self.features(decoded))
             report["sigmas"][f"{sigma:g}"] = entry
         return report
+
+    figure = "noised_reconstruction.png"
+
+    def write_figures(self, report: dict[str, Any], folder) -> None:
+        """PSNR (and rFID) against sigma."""
+        sigmas = report.get("sigmas", {})
+        if not sigmas:
+            return
+        keys = sorted(sigmas, key=float)
+        panels = [("PSNR (dB)", [sigmas[s]["psnr"] for s in keys])]
+        if all("rfid" in sigmas[s] for s in keys):
+            panels.append(("rFID", [sigmas[s]["rfid"] for s in keys]))
+        curve_figure(Path(folder) / self.figure, [float(s) for s in keys], panels, xlabel="sigma (x latent std)",
+                     title=f"decode(z + sigma std_z eps) vs x, N={report['n']}")
 
     def scalars(self, report: dict[str, Any]) -> dict[str, float]:
         out = {}

@@ -141,12 +141,12 @@ def specmatch_diagnostics():
                                  "log-log slopes (1 encoder pass per image)")
     yield DiagnosticSpec(name="lowpass-rfid", factory=build_lowpass_rfid, params=LowpassRFIDParams,
                          facts=lowpass_rfid_facts,
-                         output="lowpass_rfid.json",
+                         output="lowpass_rfid.json", figures=("lowpass_rfid.png",),
                          summary="FID and PSNR of decode(lowpass_k(z)) against lowpass_k(x), DSM's block-DCT mask "
                                  "(1 encoder + 1 decoder pass per level per image, Inception)")
     yield DiagnosticSpec(name="noised-reconstruction", factory=build_noised_reconstruction,
                          params=NoisedReconstructionParams, facts=noised_reconstruction_facts,
-                         output="noised_reconstruction.json",
+                         output="noised_reconstruction.json", figures=("noised_reconstruction.png",),
                          summary="PSNR and rFID of decode(z + sigma std_z eps) over a sigma grid "
                                  "(1 encoder + 1 decoder pass per sigma per image, Inception)")
     yield DiagnosticSpec(name="equivariance", factory=build_equivariance, params=EquivarianceParams,
@@ -156,6 +156,7 @@ def specmatch_diagnostics():
                                  "(2 encoder + 1 decoder pass per transform per image)")
     yield DiagnosticSpec(name="channel-eigenspectrum", factory=build_channel_eigenspectrum,
                          params=ChannelEigenspectrumParams, output="channel_eigenspectrum.json",
+                         figures=("channel_eigenspectrum.png",),
                          during_training=True,
                          summary="eigenvalues, effective rank and condition number of the latent channel "
                                  "covariance (1 encoder pass per image)")

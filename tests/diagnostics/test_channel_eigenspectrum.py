@@ -49,3 +49,10 @@ def test_well_conditioned_channels_report_their_condition_number():
     scalars = ChannelEigenspectrum().scalars(report)
     assert scalars["channel_condition_number"] == pytest.approx(float(lam.max() / lam.min()), rel=1e-9)
     assert scalars["channel_effective_rank"] == pytest.approx(effective_rank(lam), rel=1e-9)
+
+
+def test_the_eigenvalues_are_drawn(tmp_path):
+    images = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    diagnostic = ChannelEigenspectrum(latent="mean")
+    diagnostic.write_figures(diagnostic.run(PoolAutoencoder(factor=1), images), tmp_path)
+    assert (tmp_path / "channel_eigenspectrum.png").stat().st_size > 1000

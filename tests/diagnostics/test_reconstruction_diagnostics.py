@@ -82,3 +82,17 @@ def test_noised_reconstruction_is_seeded():
     b = NoisedReconstruction(sigmas=(1.0,), frechet=False).run(ae, x)
     c = NoisedReconstruction(sigmas=(1.0,), seed=1, frechet=False).run(ae, x)
     assert a == b and a != c and "rfid" not in a["sigmas"]["1"]
+
+
+def test_the_sweeps_draw_their_curves(tmp_path):
+    from PIL import Image
+
+    ae = PoolAutoencoder(factor=2)
+    lowpass = LowpassRFID(levels=(0, 4, 8), block_size=8, features=small_features)
+    lowpass.write_figures(lowpass.run(ae, images()), tmp_path)
+    noised = NoisedReconstruction(sigmas=(0.0, 0.5), features=small_features)
+    noised.write_figures(noised.run(ae, images()), tmp_path)
+    for name in ("lowpass_rfid.png", "noised_reconstruction.png"):
+        with Image.open(tmp_path / name) as png:  # two panels (PSNR and rFID) side by side
+            assert png.size[0] > 1.8 * png.size[1]
+            assert len(png.convert("L").getcolors(maxcolors=4096) or range(4097)) > 10  # drawn, not blank
