@@ -76,3 +76,42 @@ def unpatchify(tokens: Tensor, grid: int, patch_size: int, channels: int) -> Ten
     x = tokens.reshape(b, grid, grid, p, p, channels)
     x = torch.einsum("nhwpqc->nchpwq", x)
     return x.reshape(b, channels, grid * p, grid * p)
+
+
+class TokenTaps:
+    """The alignment taps of a patch transformer (mixed into the ``nn.Module``): one tap after each of its
+    ``depth`` blocks, every tap ``hidden_size`` wide, and the null class at index ``num_classes``."""
+
+    @property
+    def depth(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def tap_widths(self) -> tuple[int, ...]:
+        return (self.hidden_size,) * self.depth
+
+    @property
+    def null_class(self) -> int | None:
+        return self.num_classes if self.num_classes > 0 else None
+
+
+class AdaLNTokens(TokenTaps):
+    """What SiT and LightningDiT share with DiT: adaLN-Zero initialisation, and the checked inputs turned into
+    the conditioning vector c (time + label embedding) and the position-embedded patch tokens."""
+
+    def initialize_weights(self) -> None:
+        """DiT's initialisation (the original's): see :func:`specmatch.diffusion.dit.initialize_adaln_zero`."""
+        from specmatch.diffusion.dit import initialize_adaln_zero
+
+        initialize_adaln_zero(self)
+
+    def embed(self, x: Tensor, t: Tensor, y: Tensor | None, return_hidden_at: int | None) -> tuple[Tensor, Tensor]:
+        """(c (B, D), tokens (B, N, D)) after the contract's checks of x, t, y and the tap index."""
+        check_input(x, self.in_channels, (self.input_size, self.input_size))
+        check_tap(return_hidden_at, self.depth)
+        batch = x.shape[0]
+        c = self.t_embedder(check_time(t, batch))
+        labels = resolve_labels(y, self.num_classes, batch, x.device)
+        if labels is not None:
+            c = c + self.y_embedder(labels)
+        return c, self.x_embedder(x) + self.pos_embed.to(x.dtype)

@@ -23,9 +23,8 @@ from typing import Any
 from timm.layers import Attention, PatchEmbed
 from torch import Tensor, nn
 
-from specmatch.denoisers.common import (check_input, check_num_classes, check_tap, check_time,
-                                        check_transformer_size, resolve_labels, unpatchify)
-from specmatch.diffusion.dit import (DiTBlock, FinalLayer, TimestepEmbedder, initialize_adaln_zero,
+from specmatch.denoisers.common import AdaLNTokens, check_num_classes, check_transformer_size, unpatchify
+from specmatch.diffusion.dit import (DiTBlock, FinalLayer, TimestepEmbedder,
                                     sincos_2d_position_embedding)
 
 #: Width, depth and heads per size; patch size, latent shape and classes come from the recipe and data.
@@ -39,7 +38,7 @@ SIT_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class SiT(nn.Module):
+class SiT(AdaLNTokens, nn.Module):
     """Scalable Interpolant Transformer on a square latent (B, C, H, H).
 
     Args (keyword-only):
@@ -85,34 +84,10 @@ class SiT(nn.Module):
         self.final_layer = FinalLayer(hidden_size, patch_size, self.out_channels)
         self.initialize_weights()
 
-    @property
-    def depth(self) -> int:
-        return len(self.blocks)
-
-    @property
-    def tap_widths(self) -> tuple[int, ...]:
-        """Alignment taps: the tokens after each block, all of width hidden_size."""
-        return (self.hidden_size,) * self.depth
-
-    @property
-    def null_class(self) -> int | None:
-        return self.num_classes if self.num_classes > 0 else None
-
-    def initialize_weights(self) -> None:
-        """DiT's initialisation (the original's): see :func:`specmatch.diffusion.dit.initialize_adaln_zero`."""
-        initialize_adaln_zero(self)
-
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None, *,
                 return_hidden_at: int | None = None) -> Tensor | tuple[Tensor, Tensor]:
         """x (B, C, H, H), t (B,) in [0, 1], y (B,) or None -> prediction (B, C, H, H) [, tokens (B, N, D)]."""
-        check_input(x, self.in_channels, (self.input_size, self.input_size))
-        check_tap(return_hidden_at, self.depth)
-        batch = x.shape[0]
-        c = self.t_embedder(check_time(t, batch))
-        labels = resolve_labels(y, self.num_classes, batch, x.device)
-        if labels is not None:
-            c = c + self.y_embedder(labels)
-        tokens = self.x_embedder(x) + self.pos_embed.to(x.dtype)
+        c, tokens = self.embed(x, t, y, return_hidden_at)
         hidden = None
         for index, block in enumerate(self.blocks, start=1):
             tokens = block(tokens, c)

@@ -28,7 +28,7 @@ import torch
 from timm.layers import Attention, Mlp, PatchEmbed, trunc_normal_
 from torch import Tensor, nn
 
-from specmatch.denoisers.common import (check_input, check_num_classes, check_tap, check_time,
+from specmatch.denoisers.common import (TokenTaps, check_input, check_num_classes, check_tap, check_time,
                                         check_transformer_size, resolve_labels, unpatchify)
 from specmatch.diffusion.dit import timestep_features
 
@@ -62,7 +62,7 @@ class UViTBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class UViT(nn.Module):
+class UViT(TokenTaps, nn.Module):
     """U-ViT on a square latent (B, C, H, H).
 
     Args (keyword-only):
@@ -116,14 +116,6 @@ class UViT(nn.Module):
     def depth(self) -> int:
         """Number of blocks (in + middle + out), i.e. the number of taps."""
         return len(self.in_blocks) + 1 + len(self.out_blocks)
-
-    @property
-    def tap_widths(self) -> tuple[int, ...]:
-        return (self.hidden_size,) * self.depth
-
-    @property
-    def null_class(self) -> int | None:
-        return self.num_classes if self.num_classes > 0 else None
 
     def initialize_weights(self) -> None:
         """U-ViT's: truncated N(0, 0.02) position embedding and linears, zero biases, unit LayerNorms."""
