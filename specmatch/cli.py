@@ -287,7 +287,7 @@ def _validate_study(ctx: click.Context, path: str, overrides: tuple[str, ...], *
     from .study.matrix import expand, resolve_cells
     from .study.schema import load_study
 
-    spec = load_study(path)
+    spec = load_study(path, _registry(ctx))
     cells = expand(spec, Path("runs") / spec.name)
     resolve_cells(spec, cells, lambda recipe, ov: _load(ctx, str(recipe), (*ov, *overrides), check_files=check_files))
     return len(cells)
@@ -370,7 +370,7 @@ def study(ctx: click.Context, study_file: str, output_dir: str | None, dry_run: 
     from .study.matrix import expand, resolve_cells, select
     from .study.schema import load_study
 
-    spec = load_study(study_file)
+    spec = load_study(study_file, _registry(ctx))
     out = Path(output_dir) if output_dir else Path("runs") / spec.name
     cells = select(expand(spec, out), pattern)
     if not cells:

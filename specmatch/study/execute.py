@@ -160,8 +160,9 @@ class StudyRun:
                 *[a for o in overrides for a in ("-o", o)], "--output-dir", str(spec.cell.run_dir.resolve())]
         then = ()
         if self.study.analyze_images:
+            which = [a for name in self.study.analyze_diagnostics for a in ("--diagnostic", name)]
             then = ((*python_command(), *self.global_args, "analyze", str(spec.cell.run_dir.resolve()), "--images",
-                     str(self.study.analyze_images)),)
+                     str(self.study.analyze_images), *which),)
         outcome = CellOutcome(cell=spec.cell, status="pending")
         self.outcomes[spec.cell.id] = outcome
         self.state.record(outcome)

@@ -92,6 +92,9 @@ class StudyFile:
     overrides: tuple[str, ...] = param((), doc="-o overrides applied to every recipe before its own")
     analyze_images: int = param(0, doc="after each cell, `specmatch analyze RUN --images N` (analysis.json: band "
                                        "spectra, delta-target KLs, low-pass fidelity); 0: not run", ge=0)
+    analyze_diagnostics: tuple[str, ...] = param(
+        (), doc="with analyze_images: the diagnostics `specmatch analyze` runs (--diagnostic NAME each; \"all\" = "
+                "every registered one); empty: the recipe's [evaluation] diagnostics")
     recipes: dict[str, RecipeEntry] = param(doc="[recipes.<label>] tables")
     denoisers: dict[str, DenoiserEntry] = param(factory=dict, doc="[denoisers.<label>] tables")
     slurm: SlurmConfig = param(factory=SlurmConfig, doc="defaults of --executor slurm")
@@ -116,6 +119,7 @@ class Study:
     baseline: str
     overrides: tuple[str, ...]
     analyze_images: int
+    analyze_diagnostics: tuple[str, ...]
     recipes: dict[str, RecipeSource]
     denoisers: dict[str, "DenoiserSource"]
     slurm: SlurmConfig
@@ -249,7 +253,7 @@ def is_study_file(path: Path) -> bool:
     return isinstance(data, dict) and "seeds" in data and "recipes" in data
 
 
-def load_study(path: str | Path) -> Study:
+def load_study(path: str | Path, registry=None) -> Study:
     """Read and check a study file (not yet its cells' recipes). Raises :class:`StudyError`."""
     source = Path(path)
     raw, problems = read_toml(source)
@@ -267,6 +271,10 @@ def load_study(path: str | Path) -> Study:
         problems.append(Problem("seeds", f"each seed once; repeated: {', '.join(map(str, duplicates))}"))
     if not parsed.recipes:
         problems.append(Problem("recipes", "expected at least one [recipes.<label>] table"))
+    if parsed.analyze_diagnostics and not parsed.analyze_images:
+        problems.append(Problem("analyze_diagnostics", "set, but analyze_images is 0 (analyze does not run); set "
+                                                       "analyze_images = N"))
+    problems += _check_diagnostics(parsed.analyze_diagnostics, registry)
     for table, labels in (("recipes", parsed.recipes), ("denoisers", parsed.denoisers)):
         for label in labels:
             if not LABEL.match(label):
@@ -295,5 +303,21 @@ def load_study(path: str | Path) -> Study:
         raise StudyError(str(source), problems)
     return Study(name=parsed.name, source=source, seeds=parsed.seeds, baseline=parsed.baseline,
                  overrides=parsed.overrides, analyze_images=parsed.analyze_images,
+                 analyze_diagnostics=parsed.analyze_diagnostics,
                  recipes={label: recipes[label] for label in parsed.recipes}, denoisers=denoisers,
                  slurm=parsed.slurm)
+
+
+def _check_diagnostics(names: tuple[str, ...], registry) -> list[Problem]:
+    """Every name a registered diagnostic (or "all"), so a cell does not fail at analyze after training.
+    ``registry``: the command's (with its plugin files); None: the installed plugins."""
+    if not names:
+        return []
+    if registry is None:
+        from specmatch.core.session import get_registry
+
+        registry = get_registry()
+    known = {spec.name for spec in registry.specs if spec.kind == "diagnostic"}
+    return [Problem(f"analyze_diagnostics[{i}]", f"unknown diagnostic {name!r}; known: "
+                                                 f"{', '.join(sorted(known))} or \"all\"")
+            for i, name in enumerate(names) if name != "all" and name not in known]

@@ -148,3 +148,26 @@ def test_validate_takes_study_files_too(tmp_path):
     result = CliRunner().invoke(main, ["validate", str(good), "-o", "train.denoiser.steps=-1"])
     assert result.exit_code == 2
     assert "sdvae/seed-0/sit: train.denoiser.steps: expected a value >= 0; got -1" in result.output
+
+
+def test_analyze_diagnostics_are_registered_names_and_need_analyze_images(tmp_path):
+    path = write(tmp_path, f"""
+name = "s"
+seeds = [0]
+analyze_diagnostics = ["all", "latent-spectrum", "no-such-diagnostic"]
+[recipes.a]
+file = "{HERE / 'tiny.toml'}"
+""")
+    found = problems_of(path)
+    assert any("analyze_diagnostics[2]" in p and "'no-such-diagnostic'" in p for p in found), found
+    assert any(p.startswith("analyze_diagnostics:") and "analyze_images is 0" in p for p in found), found
+    assert not any("analyze_diagnostics[0]" in p or "analyze_diagnostics[1]" in p for p in found), found
+    good = write(tmp_path, f"""
+name = "s"
+seeds = [0]
+analyze_images = 8
+analyze_diagnostics = ["all"]
+[recipes.a]
+file = "{HERE / 'tiny.toml'}"
+""", "good.toml")
+    assert load_study(good).analyze_diagnostics == ("all",)
