@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,8 @@ from pathlib import Path
 import pytest
 
 import specmatch
+
+from tests.plugins.example_install import clean_env, install_example
 
 REPO = Path(__file__).resolve().parents[2]
 #: the subprocesses use the specmatch under test (this one), not whichever the environment has installed
@@ -24,28 +25,9 @@ COMPONENTS = [("denoiser", "latent-unet"), ("sampler", "latent-midpoint"), ("met
               ("diagnostic", "latent-channel-variance")]
 
 
-def clean_env(pythonpath: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPECMATCH_") and k != "PYTHONPATH"}
-    env["HF_HUB_OFFLINE"] = "1"
-    env["OMP_NUM_THREADS"] = "1"   # tiny models: one thread avoids oversubscription on a shared machine
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
-    return env
-
-
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("latent-unet")
-    source = root / "source"
-    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__",
-                                                                   ".pytest_cache"))
-    target = root / "target"
-    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--no-build-isolation",
-               "--disable-pip-version-check", "--quiet", "--target", str(target), str(source)]
-    done = subprocess.run(command, capture_output=True, text=True, env={**clean_env(None), "NO_NETWORK": "1"},
-                          timeout=300)
-    assert done.returncode == 0, f"pip install failed:\n{done.stdout}\n{done.stderr}"
-    return {"root": root, "source": source, "target": target}
+    return install_example(EXAMPLE, tmp_path_factory.mktemp("latent-unet"))
 
 
 def specmatch(*args: str, installed) -> subprocess.CompletedProcess:

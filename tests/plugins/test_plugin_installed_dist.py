@@ -5,8 +5,6 @@ PYTHONPATH, exactly as a user's environment would see it."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,33 +14,16 @@ import pytest
 from specmatch.core.plugins import load_plugins
 from specmatch.core.registry import Registry
 
+from tests.plugins.example_install import clean_env, install_example
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "specmatch-wavelet"
 RECIPE = EXAMPLE / "recipes" / "wavelet_demo.toml"
 
 
-def clean_env(pythonpath: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SPECMATCH_") and k != "PYTHONPATH"}
-    env["HF_HUB_OFFLINE"] = "1"
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
-    return env
-
-
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> dict[str, Path]:
-    """``pip install`` the example into ``<tmp>/target`` from a copy (building writes into the source tree)."""
-    root = tmp_path_factory.mktemp("wavelet")
-    source = root / "source"
-    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__",
-                                                                   ".pytest_cache"))
-    target = root / "target"
-    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--no-build-isolation",
-               "--disable-pip-version-check", "--quiet", "--target", str(target), str(source)]
-    done = subprocess.run(command, capture_output=True, text=True, env={**clean_env(None), "NO_NETWORK": "1"},
-                          timeout=300)
-    assert done.returncode == 0, f"pip install failed:\n{done.stdout}\n{done.stderr}"
-    return {"root": root, "source": source, "target": target}
+    return install_example(EXAMPLE, tmp_path_factory.mktemp("wavelet"))
 
 
 def specmatch(*args: str, pythonpath: Path | None, cwd: Path) -> subprocess.CompletedProcess:
