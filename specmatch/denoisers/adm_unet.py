@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from specmatch.denoisers.common import check_input, check_num_classes, check_tap, check_time, resolve_labels
+from specmatch.denoisers.common import check_input, check_num_classes, check_tap, condition
 from specmatch.diffusion.dit import TimestepEmbedder
 
 #: Sizes per preset. adm-64/128/256 are the class-conditional ImageNet models of the ADM paper (Table 14 /
@@ -272,11 +272,7 @@ class ADMUNet(nn.Module):
             raise ValueError(f"the latent sides {tuple(x.shape[2:])} must be divisible by {factor} "
                              f"(2 ** (levels - 1))")
         check_tap(return_hidden_at, self.depth)
-        batch = x.shape[0]
-        emb = self.time_embed(check_time(t, batch))
-        labels = resolve_labels(y, self.num_classes, batch, x.device)
-        if labels is not None:
-            emb = emb + self.label_emb(labels)
+        emb = condition(x, t, y, self.num_classes, self.time_embed, self.label_emb)
 
         taps: list[Tensor] = []
         h = self.conv_in(x)

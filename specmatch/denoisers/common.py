@@ -43,6 +43,15 @@ def resolve_labels(y: Tensor | None, num_classes: int, batch: int, device: torch
     return y
 
 
+def condition(x: Tensor, t: Tensor, y: Tensor | None, num_classes: int, time_embed, label_embed) -> Tensor:
+    """The conditioning vector of an adaptive-norm network: time embedding (+ label embedding when conditional),
+    after the contract's checks of t and y."""
+    batch = x.shape[0]
+    c = time_embed(check_time(t, batch))
+    labels = resolve_labels(y, num_classes, batch, x.device)
+    return c if labels is None else c + label_embed(labels)
+
+
 def check_tap(index: int | None, taps: int) -> None:
     """Raise ValueError unless the tap index is None or in 1..taps."""
     if index is not None and not 1 <= index <= taps:
@@ -109,9 +118,5 @@ class AdaLNTokens(TokenTaps):
         """(c (B, D), tokens (B, N, D)) after the contract's checks of x, t, y and the tap index."""
         check_input(x, self.in_channels, (self.input_size, self.input_size))
         check_tap(return_hidden_at, self.depth)
-        batch = x.shape[0]
-        c = self.t_embedder(check_time(t, batch))
-        labels = resolve_labels(y, self.num_classes, batch, x.device)
-        if labels is not None:
-            c = c + self.y_embedder(labels)
+        c = condition(x, t, y, self.num_classes, self.t_embedder, self.y_embedder)
         return c, self.x_embedder(x) + self.pos_embed.to(x.dtype)
