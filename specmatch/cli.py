@@ -351,7 +351,10 @@ def _global_args(ctx: click.Context) -> list[str]:
               help="The study folder (default: runs/<name>): study.json, cells/, logs/, the report.")
 @click.option("--dry-run", is_flag=True, help="Validate every cell, print the matrix and each cell's plan; run nothing.")
 @click.option("--executor", default="local", show_default=True, callback=_executor_choice, metavar="local|slurm",
-              help="local: cells one after another on this machine; slurm: each cell a Slurm job through submitit.")
+              help="local: cells on this machine, --jobs at a time; slurm: each cell a Slurm job through submitit.")
+@click.option("--jobs", "-j", "parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              help="local executor: run this many cells at a time, each with its share of the cores as "
+                   "OMP_NUM_THREADS (unless set).")
 @click.option("--only", "pattern", metavar="PATTERN",
               help="Only cells whose id or group matches this shell pattern, e.g. 'sdvae/*' or '*/seed-0*' "
                    "(plus the cells whose autoencoder they reuse).")
@@ -361,7 +364,7 @@ def _global_args(ctx: click.Context) -> list[str]:
                                                                "time, 240).")
 @click.pass_context
 def study(ctx: click.Context, study_file: str, output_dir: str | None, dry_run: bool, executor: str,
-          pattern: str | None, slurm_partition: str | None, slurm_gpus: int | None, slurm_time: int | None) -> None:
+          parallel: int, pattern: str | None, slurm_partition: str | None, slurm_gpus: int | None, slurm_time: int | None) -> None:
     """Run a study: every recipe x seed (x denoiser) cell as a run, complete cells reused, then the report.
 
     A failing cell is reported and the others go on; the exit code is 1 when any cell failed. Rerunning the
@@ -403,8 +406,10 @@ def study(ctx: click.Context, study_file: str, output_dir: str | None, dry_run: 
     from .study.executors import LocalExecutor, SubmititExecutor, SubmititSettings
 
     if executor == "local":
-        runner = LocalExecutor()
+        runner = LocalExecutor(parallel)
     else:
+        if parallel != 1:
+            raise SpecmatchError("--jobs applies to --executor local; with slurm every cell is its own job")
         cfg = spec.slurm
         runner = SubmititExecutor(SubmititSettings(
             cluster="slurm" if executor == "slurm" else "local", folder=(out / "submitit").resolve(),

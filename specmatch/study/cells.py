@@ -31,4 +31,4 @@ class CellOutcome:
     cell: Cell
     status: str  # "complete" | "reused" | "failed" | "pending"
     error: str = ""  # one line for a failed cell (the cell's run.log has the traceback)
-    seconds: float | None = None  # wall time of this invocation (None when reused/pending)
+    seconds: float | None = None  # wall time of the invocation that ran the cell (study.json); None: pending

@@ -118,8 +118,12 @@ class StudyRun:
 
     def finish(self, spec: CellSpec, status: str, *, error: str = "", seconds: float | None = None) -> None:
         outcome = CellOutcome(cell=spec.cell, status=status, error=error, seconds=seconds)
-        self.outcomes[spec.cell.id] = outcome
         self.state.record(outcome, self.keys.get(spec.cell.id, "") if status in ("complete", "reused") else "")
+        if status == "reused":  # the report's wall time counts what the cell cost when it ran
+            ran = (self.state.recorded(spec.cell.id) or {}).get("seconds")
+            outcome = CellOutcome(cell=spec.cell, status=status, error=error,
+                                  seconds=float(ran) if isinstance(ran, (int, float)) else None)
+        self.outcomes[spec.cell.id] = outcome
         shown = f"{seconds:.1f} s" if seconds is not None else ""
         self.echo(f"[{spec.cell.id}] {status} {shown}{': ' + error if error else ''}".rstrip())
 

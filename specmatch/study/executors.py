@@ -39,37 +39,57 @@ class JobResult:
     seconds: float
 
 
-def run_commands(commands: Sequence[Sequence[str]], log_file: str | Path, cwd: str | Path) -> int:
+def run_commands(commands: Sequence[Sequence[str]], log_file: str | Path, cwd: str | Path,
+                 env: dict[str, str] | None = None, running: set | None = None) -> int:
     """Run a cell's commands in order until one fails; the exit code of the last one run."""
     code = 0
     for argv in commands:
-        code = run_command(argv, log_file, cwd)
+        code = run_command(argv, log_file, cwd, env=env, running=running)
         if code:
             break
     return code
 
 
-def run_command(argv: Sequence[str], log_file: str | Path, cwd: str | Path) -> int:
+def run_command(argv: Sequence[str], log_file: str | Path, cwd: str | Path, env: dict[str, str] | None = None,
+                running: set | None = None) -> int:
     """Run one command with its output appended to ``log_file``; the exit code (-N: killed by signal N).
 
     Termination of this process (SIGTERM, Ctrl-C) terminates the command too, so a stopped study leaves no
-    cell running on behind it.
+    cell running on behind it. ``running`` (a set) holds the process while it runs, so that the thread which
+    waits on several cells can stop them all.
     """
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as out:
         out.write(f"$ {' '.join(argv)}\n".encode())
         out.flush()
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, cwd=str(cwd))
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, cwd=str(cwd), env=env)
+        if running is not None:
+            running.add(proc)
         try:
             return proc.wait()
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            _stop(proc)
+            if running is not None:
+                running.discard(proc)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def thread_env(parallel: int) -> dict[str, str] | None:
+    """The environment of cells that share this machine ``parallel`` at a time: each gets its share of the
+    cores as ``OMP_NUM_THREADS`` (which torch reads at start), unless the user set it. None: inherit as is."""
+    if parallel <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // parallel))}
 
 
 class _Stopped(Exception):
@@ -81,22 +101,60 @@ def _raise_on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
 
 
 class LocalExecutor:
-    """The default: cells one after another, each in its own process on this machine."""
+    """The default: each cell in its own process on this machine, ``parallel`` at a time (default 1: one after
+    another). Cells that run side by side share the cores (:func:`thread_env`); ``on_done`` is always called
+    from the calling thread, in the order cells finish."""
 
     name = "local"
 
+    def __init__(self, parallel: int = 1):
+        if parallel < 1:
+            raise SpecmatchError(f"--jobs: expected a whole number >= 1; got {parallel}")
+        self.parallel = int(parallel)
+
     def run(self, jobs: Sequence[Job], on_done: Callable[[JobResult], None]) -> None:
         previous = signal.signal(signal.SIGTERM, _raise_on_sigterm) if _main_thread() else None
+        running: set = set()
         try:
-            for job in jobs:
-                start = time.monotonic()
-                code = run_commands(job.commands, job.log_file, os.getcwd())
-                on_done(JobResult(cell_id=job.cell_id, returncode=code, seconds=time.monotonic() - start))
+            if self.parallel == 1:
+                for job in jobs:
+                    on_done(_timed(job))
+            else:
+                self._run_side_by_side(jobs, on_done, running)
         except _Stopped as exc:
             raise KeyboardInterrupt(str(exc)) from None
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+
+    def _run_side_by_side(self, jobs: Sequence[Job], on_done: Callable[[JobResult], None], running: set) -> None:
+        from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+        env = thread_env(self.parallel)
+        pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="cell")
+        futures = [pool.submit(_timed, job, env, running) for job in jobs]
+        pending = set(futures)
+        try:
+            while pending:
+                # a timeout, so that SIGTERM's handler (which runs in this thread) is not held up by the wait
+                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in done:
+                    on_done(future.result())
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            while not all(f.done() for f in futures):  # a cell may be between its run and its analyze
+                for proc in list(running):
+                    _stop(proc)
+                time.sleep(0.1)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+
+
+def _timed(job: Job, env: dict[str, str] | None = None, running: set | None = None) -> JobResult:
+    start = time.monotonic()
+    code = run_commands(job.commands, job.log_file, os.getcwd(), env=env, running=running)
+    return JobResult(cell_id=job.cell_id, returncode=code, seconds=time.monotonic() - start)
 
 
 def _main_thread() -> bool:

@@ -171,7 +171,8 @@ def headline(results: StudyResults) -> list[str]:
 
 def timing_rows(results: StudyResults) -> tuple[list[str], list[list[str]]]:
     """(header, rows): each group's mean wall time per stage over its seeds (metrics.json time_<stage>_s), and
-    the study's wall time of the cells that ran in this invocation (CellOutcome.seconds)."""
+    the total wall time of its cells' runs as study.json records them (CellOutcome.seconds: a reused cell
+    counts what it cost when it ran, so the report of a finished study gives the study's cost)."""
     stages = sorted({k for d in results.cells for k in d.timings})
     rows = []
     for group in results.groups():
@@ -184,7 +185,7 @@ def timing_rows(results: StudyResults) -> tuple[list[str], list[list[str]]]:
         row.append(fmt(float(sum(ran)), 3) if ran else "")
         rows.append(row)
     header = ["group", "cells", *[s.removeprefix("time_").removesuffix("_s") + " (s, mean)" for s in stages],
-              "this invocation (s, total)"]
+              "cell runs (s, total)"]
     return header, rows
 
 

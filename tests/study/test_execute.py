@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -21,7 +22,8 @@ from specmatch.core.plan import make_plan
 from specmatch.core.recipe import load_recipe
 from specmatch.study.cells import Cell, CellOutcome
 from specmatch.study.execute import StudyRun, is_complete, last_error, summary_table
-from specmatch.study.executors import JobResult
+from specmatch.core.errors import SpecmatchError
+from specmatch.study.executors import Job, JobResult, LocalExecutor
 from specmatch.study.matrix import expand
 from specmatch.study.schema import load_study
 from specmatch.study.state import STATE_FILE, StudyState
@@ -128,7 +130,7 @@ def test_cli_exit_code_summary_and_report_call(tmp_path, monkeypatch):
     fake_report.write_report = lambda outcomes, **kw: calls.append((list(outcomes), kw)) or {"md": kw["output_dir"]}
     monkeypatch.setitem(sys.modules, "specmatch.study.report", fake_report)
     executor = FakeExecutor(fail={"b/seed-0/d1"})
-    monkeypatch.setattr("specmatch.study.executors.LocalExecutor", lambda: executor)
+    monkeypatch.setattr("specmatch.study.executors.LocalExecutor", lambda *a: executor)
     path = two_denoiser_study(tmp_path)
     result = CliRunner().invoke(main, ["study", str(path), "--output-dir", str(tmp_path / "out")])
     assert result.exit_code == 1, result.output
@@ -139,7 +141,7 @@ def test_cli_exit_code_summary_and_report_call(tmp_path, monkeypatch):
     # --only: the report still covers every cell, those outside --only as study.json last saw them
     calls.clear()
     executor = FakeExecutor()
-    monkeypatch.setattr("specmatch.study.executors.LocalExecutor", lambda: executor)
+    monkeypatch.setattr("specmatch.study.executors.LocalExecutor", lambda *a: executor)
     result = CliRunner().invoke(main, ["study", str(path), "--output-dir", str(tmp_path / "out"), "--only", "b/*"])
     assert result.exit_code == 0, result.output
     assert executor.waves == [["b/seed-0/d1"], ["b/seed-0/d2"]]
@@ -193,6 +195,81 @@ def test_last_error_and_state_file(tmp_path):
     (tmp_path / STATE_FILE).write_text("{not json")
     assert StudyState(tmp_path, "s").cells == {}  # a damaged file: every cell is checked again
     assert not list(tmp_path.glob(".study-*"))  # no temporary file left behind
+
+
+def test_two_invocations_on_one_folder_keep_each_others_cells(tmp_path):
+    # two `--only` invocations started together: each loaded study.json before the other wrote anything
+    first, second = StudyState(tmp_path, "s"), StudyState(tmp_path, "s")
+    a, b = Cell(recipe="a", seed=0, run_dir=tmp_path / "a"), Cell(recipe="b", seed=0, run_dir=tmp_path / "b")
+    first.record(CellOutcome(cell=a, status="pending"))
+    second.record(CellOutcome(cell=b, status="complete", seconds=5.0), key="kb")
+    first.record(CellOutcome(cell=a, status="complete", seconds=7.0), key="ka")
+    cells = json.loads((tmp_path / STATE_FILE).read_text())["cells"]
+    assert {k: (v["status"], v["key"], v["seconds"]) for k, v in cells.items()} == {
+        "a/seed-0": ("complete", "ka", 7.0), "b/seed-0": ("complete", "kb", 5.0)}
+    # what the other invocation recorded is read again, not what this one saw at its start
+    assert first.outcome(b).status == "complete" and first.outcome(b).seconds == 5.0
+    # reusing a cell later keeps the wall time of the run that produced it
+    third = StudyState(tmp_path, "s")
+    third.record(CellOutcome(cell=a, status="reused"), key="ka")
+    assert StudyState(tmp_path, "s").recorded("a/seed-0")["seconds"] == 7.0
+
+
+def _job(tmp_path, name: str, code: str, then: str = "") -> Job:
+    return Job(cell_id=name, argv=(sys.executable, "-c", code), log_file=tmp_path / f"{name}.log",
+               then=((sys.executable, "-c", then),) if then else ())
+
+
+def test_local_executor_runs_cells_side_by_side_with_a_share_of_the_cores(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    # each cell waits for the other's file: one after another, neither would ever see it (they time out)
+    wait_for = ("import os, pathlib, sys, time\n"
+                "pathlib.Path(r'{me}').touch(); print('threads', os.environ.get('OMP_NUM_THREADS'))\n"
+                "end = time.monotonic() + 60\n"
+                "while not pathlib.Path(r'{other}').exists():\n"
+                "    time.sleep(0.05)\n"
+                "    if time.monotonic() > end: sys.exit(3)\n")
+    a, b = tmp_path / "a.started", tmp_path / "b.started"
+    jobs = [_job(tmp_path, "a", wait_for.format(me=a, other=b), then="print('then ran')"),
+            _job(tmp_path, "b", wait_for.format(me=b, other=a)),
+            _job(tmp_path, "c", "import sys; sys.exit(5)")]
+    results = []
+    LocalExecutor(parallel=2).run(jobs, results.append)
+    assert {r.cell_id: r.returncode for r in results} == {"a": 0, "b": 0, "c": 5}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert f"threads {max(1, cores // 2)}" in (tmp_path / "a.log").read_text()
+    assert "then ran" in (tmp_path / "a.log").read_text()
+    # a thread count the user chose is left alone
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    LocalExecutor(parallel=2).run([_job(tmp_path, "d", "import os; print('threads', os.environ['OMP_NUM_THREADS'])")],
+                                  results.append)
+    assert "threads 7" in (tmp_path / "d.log").read_text()
+    with pytest.raises(SpecmatchError, match="--jobs"):
+        LocalExecutor(parallel=0)
+
+
+def test_stopping_a_parallel_study_stops_every_running_cell(tmp_path):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    sleeper = f"import os, pathlib, time; pathlib.Path(r'{pids}', str(os.getpid())).touch(); time.sleep(120)"
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("SIGTERM's handler can only be installed from the main thread")
+    jobs = [_job(tmp_path, "a", sleeper), _job(tmp_path, "b", sleeper)]
+
+    def stop_soon():
+        end = time.monotonic() + 60
+        while len(list(pids.iterdir())) < 2 and time.monotonic() < end:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_soon, daemon=True).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        LocalExecutor(parallel=2).run(jobs, lambda result: None)
+    assert time.monotonic() - start < 60  # not the sleepers' 120 s
+    for pid in (int(p.name) for p in pids.iterdir()):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # ended and reaped: no cell runs on behind a stopped study
 
 
 # -- real cells in real processes ---------------------------------------------------------------------------

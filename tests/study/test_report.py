@@ -70,7 +70,7 @@ def test_report_markdown(results):
     assert "esm/seed-7 (failed): RuntimeError: <boom> & co" in md
     summary = next(l for l in md.splitlines() if l.startswith("- esm vs sdvae: "))
     assert "gen_fid -6.333 [" in summary and "recon_psnr" not in summary  # -19/3; psnr is the same
-    assert "| group | cells | autoencoder (s, mean) | this invocation (s, total) |" in md
+    assert "| group | cells | autoencoder (s, mean) | cell runs (s, total) |" in md
     assert "| esm | 3 | 3.5 | 12 |" in md  # time_autoencoder_s 3.5 in every cell; 4 s per cell this time
     # Spearman by hand: kl ranks 4 5 6 1 2 3 (sdvae, esm), gen_fid ranks 4 6 5 2 3 1; sum d^2 = 8
     rho = 1 - 6 * 8 / (6 * (6 ** 2 - 1))
