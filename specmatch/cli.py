@@ -388,6 +388,9 @@ def study(ctx: click.Context, study_file: str, output_dir: str | None, dry_run: 
         resolved = resolve_cells(spec, cells, load)
         click.echo(f"# study {spec.name}: {len(cells)} cells in {out}" +
                    (f", baseline {spec.baseline}" if spec.baseline else ""))
+        if spec.reference_images:
+            click.echo(f"# generation reference: `specmatch stats` of {spec.reference_images} training images, once "
+                       f"per data table, in {out / 'reference'}; every cell's evaluation.reference")
         for cell in cells:
             plan = make_plan(resolved[cell.cell.id], cell.cell.run_dir)
             click.echo(f"\n[{cell.cell.id}]  {cell.recipe_file}")
@@ -503,9 +506,12 @@ def export(ctx: click.Context, run_dir: str, out: str, fmt: str) -> None:
               help="A seeded random subset of this many images (default: all).")
 @click.option("--resolution", type=click.IntRange(min=8), default=256, show_default=True,
               help="Image side for an image folder (a recipe's dataset has its own).")
-@click.option("--protocol", default="custom", show_default=True,
-              help="Apply this evaluation protocol's preprocessing and feature network hash.")
-@click.option("--feature-network", default="", help="TorchScript feature network file (default: the bundled one).")
+@click.option("--protocol", default=None,
+              help="Apply this evaluation protocol's preprocessing and feature network hash (default: a recipe's "
+                   "own [evaluation] settings, so its evaluation can use the file; custom for a folder or batch).")
+@click.option("--feature-network", default=None,
+              help="TorchScript feature network file (default: a recipe's evaluation.feature_network, else the "
+                   "bundled one).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the image and feature subsets.")
 @click.option("--features", "subset", type=click.IntRange(min=0), default=10000, show_default=True,
@@ -536,19 +542,26 @@ def stats(ctx: click.Context, source: str, output: str, split: str, images: int 
     src = Path(source)
     if not src.is_dir() and src.suffix not in (".toml", ".npz"):
         raise SpecmatchError(f"{src}: expected a recipe (.toml), a folder of images or an ADM batch (.npz)")
-    if protocol not in PROTOCOLS:
+    if protocol is not None and protocol not in PROTOCOLS:
         raise SpecmatchError(f"unknown evaluation protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
-    pinned = PROTOCOLS[protocol]
     _registry(ctx)
     import torch
 
     from .engine.evaluation import load_feature_network
-    from .engine.reference_stats import dataset_from_source, dataset_statistics
+    from .engine.reference_stats import dataset_from_source, dataset_statistics, recipe_preprocessing
     from .metrics.reference import write_reference
 
-    dataset = dataset_from_source(src, split, resolution, lambda path: _load(ctx, str(path), overrides))
+    resolved = []
+
+    def load(path):
+        resolved.append(_load(ctx, str(path), overrides))
+        return resolved[-1]
+
+    dataset = dataset_from_source(src, split, resolution, load)
+    # a recipe's file must hold what its own evaluation would compute; --protocol/--feature-network override
+    prep = recipe_preprocessing(resolved[0] if resolved else None, protocol, feature_network)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    network, why_not = load_feature_network(feature_network, Path.cwd(), device, pinned.feature_network_sha256)
+    network, why_not = load_feature_network(prep.feature_network, prep.network_dir, device, prep.network_sha256)
     if network is None:
         raise SpecmatchError(why_not)
     check = None
@@ -562,8 +575,8 @@ def stats(ctx: click.Context, source: str, output: str, split: str, images: int 
         check = NetworkCheck(network, full)
     result = dataset_statistics(dataset, images=images, batch_size=batch_size,
                                 network=check if check is not None else network, seed=seed,
-                                subset=subset if subset >= 2 else 2, quantize_uint8=bool(pinned.quantize_uint8),
-                                jpeg_quality=pinned.jpeg_quality or 0,
+                                subset=subset if subset >= 2 else 2, quantize_uint8=prep.quantize_uint8,
+                                jpeg_quality=prep.jpeg_quality,
                                 streams=check.streams() if check is not None else ())
     import attrs
 
@@ -578,8 +591,10 @@ def stats(ctx: click.Context, source: str, output: str, split: str, images: int 
         from .engine.reference_stats import keep_batch_moments
 
         result = keep_batch_moments(result, dataset, src)
-    write_reference(output, result, protocol=protocol)
-    click.echo(f"wrote {output}: N = {result.n} images, {network.describe()['name']}, protocol {protocol}")
+    write_reference(output, result, protocol=prep.protocol)
+    click.echo(f"wrote {output}: N = {result.n} images, {network.describe()['name']}, protocol {prep.protocol}"
+               + (f" (quantised to 8 bits{f', JPEG {prep.jpeg_quality}' if prep.jpeg_quality else ''})"
+                  if prep.quantize_uint8 or prep.jpeg_quality else ""))
     if check is not None:
         click.echo(f"check against {check_weights}: FID between the two networks' features = "
                    f"{report['fid_between_networks']:.6g} (N = {report['n']}), largest relative feature "

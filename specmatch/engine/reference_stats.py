@@ -16,10 +16,45 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import attrs
 import torch
 
 from specmatch.core.components import FeatureSet
 from specmatch.core.errors import DataError
+
+
+@attrs.frozen(kw_only=True)
+class Preprocessing:
+    """How ``specmatch stats`` prepares images and which feature network it uses."""
+
+    protocol: str
+    quantize_uint8: bool
+    jpeg_quality: int
+    feature_network: str  # '' = the bundled network
+    network_dir: Path  # what a relative feature_network is relative to
+    network_sha256: str | None
+
+
+def recipe_preprocessing(resolved: Any | None, protocol: str | None, feature_network: str | None) -> Preprocessing:
+    """A recipe's effective ``[evaluation]`` preprocessing (its protocol's pinned values applied), so the file
+    holds what the recipe's own evaluation would compute; ``protocol`` / ``feature_network`` (the command's
+    options, None when not given) replace the recipe's. Without a recipe: the protocol's values (custom: none)."""
+    from specmatch.metrics.protocols import PROTOCOLS, effective
+
+    network_dir = Path.cwd()
+    if resolved is not None and protocol is None:
+        ev = effective(resolved.recipe.evaluation)
+        pinned = PROTOCOLS[ev.protocol]
+        network = ev.feature_network if feature_network is None else feature_network
+        if feature_network is None:
+            network_dir = Path(resolved.recipe_dir)
+        return Preprocessing(protocol=ev.protocol, quantize_uint8=bool(ev.quantize_uint8),
+                             jpeg_quality=int(ev.jpeg_quality or 0), feature_network=network or "",
+                             network_dir=network_dir, network_sha256=pinned.feature_network_sha256)
+    pinned = PROTOCOLS[protocol or "custom"]
+    return Preprocessing(protocol=pinned.name, quantize_uint8=bool(pinned.quantize_uint8),
+                         jpeg_quality=int(pinned.jpeg_quality or 0), feature_network=feature_network or "",
+                         network_dir=network_dir, network_sha256=pinned.feature_network_sha256)
 
 
 def dataset_from_source(source: Path, split: str, resolution: int, registry_load: Any) -> Any:

@@ -21,10 +21,11 @@ from specmatch.core.layout import MARKER_FILE, RunLayout
 from .cells import CellOutcome
 from .executors import Job, JobResult, python_command
 from .matrix import CellSpec, Loader
-from .schema import Study
+from .schema import Study, toml_inline
 from .state import StudyState
 
 LOGS_FOLDER = "logs"
+REFERENCE_FOLDER = "reference"
 ANALYSIS_FILE = "analysis.json"  # what `specmatch analyze` writes into a run folder
 
 
@@ -112,6 +113,8 @@ class StudyRun:
         self.latent_keys: dict[str, str] = {}
         self.jobs: dict[str, Job] = {}
         self.by_id = {s.cell.id: s for s in specs}
+        self.reference_of: dict[str, Path] = {}  # cell id -> the study's reference statistics file
+        self.reference_failed: dict[Path, str] = {}  # reference file -> why it could not be made
 
     def log_file(self, spec: CellSpec) -> Path:
         return self.output_dir / LOGS_FOLDER / f"{spec.run_name}.log"
@@ -140,6 +143,13 @@ class StudyRun:
                 return None
             source = upstream.cell.run_dir
         overrides = spec.overrides_with(source)
+        reference = self.reference_of.get(spec.cell.id)
+        if reference is not None:
+            if reference in self.reference_failed:
+                self.finish(spec, "failed", error=f"not run: the study's reference statistics {reference.name} "
+                                                  f"failed: {self.reference_failed[reference]}")
+                return None
+            overrides = (*overrides, f"evaluation.reference={toml_inline(str(reference))}")
         try:
             resolved = self.load(spec.recipe_file, overrides)
         except RecipeError as exc:
@@ -182,6 +192,54 @@ class StudyRun:
                 "the run ended without metrics.json"
             self.finish(spec, "failed", error=error, seconds=result.seconds)
 
+    def reference_jobs(self) -> list[Job]:
+        """With ``reference_images``: the `specmatch stats` job of each reference file the selected cells need
+        and that does not exist yet. One file per data table and evaluation preprocessing (its name hashes
+        them, so a changed table gets a new file); cells without generation need none."""
+        n = self.study.reference_images
+        if not n:
+            return []
+        from specmatch.metrics.protocols import effective
+
+        jobs: dict[Path, Job] = {}
+        for spec in self.specs:
+            try:
+                resolved = self.load(spec.recipe_file, spec.overrides)
+            except SpecmatchError:
+                continue  # reported when the cell is prepared
+            ev = effective(resolved.recipe.evaluation)
+            if not ev.num_samples:
+                continue
+            network = ev.feature_network
+            if network and not Path(network).expanduser().is_absolute():
+                network = str(Path(resolved.recipe_dir) / network)
+            key = _hash(resolved.section_hash("data"), ev.protocol, str(ev.quantize_uint8), str(ev.jpeg_quality),
+                        network, str(n), str(ev.feature_subset))
+            file = (self.output_dir / REFERENCE_FOLDER / f"{key}.npz").resolve()
+            self.reference_of[spec.cell.id] = file
+            if file.is_file() or file in jobs:
+                continue
+            partial = file.with_name(f"{key}.partial.npz")
+            argv = (*python_command(), *self.global_args, "stats", str(spec.recipe_file),
+                    *[a for o in spec.overrides for a in ("-o", o)], "--images", str(n), "--seed", "0",
+                    "--features", str(min(ev.feature_subset, n)), "--output", str(partial))
+            jobs[file] = Job(cell_id=f"{REFERENCE_FOLDER}/{key}", argv=argv,
+                             log_file=self.output_dir / LOGS_FOLDER / f"reference-{key}.log")
+        return list(jobs.values())
+
+    def reference_done(self, result: JobResult) -> None:
+        key = result.cell_id.split("/", 1)[1]
+        file = (self.output_dir / REFERENCE_FOLDER / f"{key}.npz").resolve()
+        partial = file.with_name(f"{key}.partial.npz")
+        log = self.output_dir / LOGS_FOLDER / f"reference-{key}.log"
+        if result.returncode == 0 and partial.is_file():
+            partial.replace(file)  # complete files only under the final name: a killed job is redone
+            self.echo(f"[{result.cell_id}] reference statistics written: {file} ({result.seconds:.1f} s)")
+        else:
+            self.reference_failed[file] = last_error(log, result.returncode) if result.returncode else \
+                f"no file written; see {log}"
+            self.echo(f"[{result.cell_id}] failed: {self.reference_failed[file]}")
+
     def run(self) -> list[CellOutcome]:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         copy = self.output_dir / "study.toml"
@@ -189,6 +247,10 @@ class StudyRun:
             shutil.copyfile(self.study.source, copy)
         waves = [[s for s in self.specs if not s.autoencoder_from], [s for s in self.specs if s.autoencoder_from]]
         try:
+            references = self.reference_jobs()
+            if references:
+                (self.output_dir / REFERENCE_FOLDER).mkdir(parents=True, exist_ok=True)
+                self.executor.run(references, self.reference_done)
             for wave in waves:
                 jobs = [job for spec in wave if (job := self.prepare(spec)) is not None]
                 if jobs:

@@ -95,6 +95,10 @@ class StudyFile:
     analyze_diagnostics: tuple[str, ...] = param(
         (), doc="with analyze_images: the diagnostics `specmatch analyze` runs (--diagnostic NAME each; \"all\" = "
                 "every registered one); empty: the recipe's [evaluation] diagnostics")
+    reference_images: int = param(
+        0, doc="the generation reference: `specmatch stats` of this many training images (seed 0), computed once "
+               "per data table and evaluation preprocessing into DIR/reference/ and given to every cell as "
+               "evaluation.reference; 0: each cell draws its own reference as its recipe says", ge=0)
     recipes: dict[str, RecipeEntry] = param(doc="[recipes.<label>] tables")
     denoisers: dict[str, DenoiserEntry] = param(factory=dict, doc="[denoisers.<label>] tables")
     slurm: SlurmConfig = param(factory=SlurmConfig, doc="defaults of --executor slurm")
@@ -120,6 +124,7 @@ class Study:
     overrides: tuple[str, ...]
     analyze_images: int
     analyze_diagnostics: tuple[str, ...]
+    reference_images: int
     recipes: dict[str, RecipeSource]
     denoisers: dict[str, "DenoiserSource"]
     slurm: SlurmConfig
@@ -303,7 +308,7 @@ def load_study(path: str | Path, registry=None) -> Study:
         raise StudyError(str(source), problems)
     return Study(name=parsed.name, source=source, seeds=parsed.seeds, baseline=parsed.baseline,
                  overrides=parsed.overrides, analyze_images=parsed.analyze_images,
-                 analyze_diagnostics=parsed.analyze_diagnostics,
+                 analyze_diagnostics=parsed.analyze_diagnostics, reference_images=parsed.reference_images,
                  recipes={label: recipes[label] for label in parsed.recipes}, denoisers=denoisers,
                  slurm=parsed.slurm)
 

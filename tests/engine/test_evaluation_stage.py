@@ -177,6 +177,22 @@ def test_stats_command_writes_the_dataset_statistics(tmp_path, feature_net):
     np.testing.assert_allclose(ref.cov, np.cov(features, rowvar=False), atol=1e-10)
     bad = invoke_cli("stats", recipe, "-O", str(out), "--protocol", "adm-5k")
     assert bad.exit_code != 0 and "unknown evaluation protocol" in bad.output
+    # a recipe whose evaluation round-trips images through JPEG gets the statistics of those images, as its
+    # evaluation would compute them; --protocol replaces the recipe's settings
+    from specmatch.metrics.quantize import protocol_images
+
+    jpeg = protocol_images(torch.stack([train[i][0] for i in picks]), quantize=True, jpeg_quality=50)
+    jpeg = TinyFeatures()(jpeg).numpy()
+    assert np.abs(jpeg.mean(0) - features.mean(0)).max() > 1e-4  # the check below can tell them apart
+    small = ["--images", "12", "--batch-size", "5", "--features", "6", "-o", "data.params.resolution=8",
+             "-o", "data.params.num_images=32", "-o", "evaluation.quantize_uint8=true",
+             "-o", "evaluation.jpeg_quality=50"]
+    result = invoke_cli("stats", recipe, "-O", str(out), *small)
+    assert result.exit_code == 0 and "quantised to 8 bits, JPEG 50" in result.output, result.output
+    np.testing.assert_allclose(read_reference(out, feature_dim=16).mean, jpeg.mean(0), atol=1e-6)
+    result = invoke_cli("stats", recipe, "-O", str(out), *small, "--protocol", "custom")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(read_reference(out, feature_dim=16).mean, features.mean(0), atol=1e-10)
 
 
 def test_validate_checks_the_reference_file(tmp_path):

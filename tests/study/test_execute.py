@@ -66,8 +66,18 @@ class FakeExecutor:
         self.waves.append([j.cell_id for j in jobs])
         for job in jobs:
             self.jobs.append(job)
-            run_dir = Path(job.argv[job.argv.index("--output-dir") + 1])
             job.log_file.parent.mkdir(parents=True, exist_ok=True)
+            if "stats" in job.argv:  # the study's reference statistics: a file with moments
+                if job.cell_id in self.fail:
+                    job.log_file.write_text("Error: data.params.root: no images\n")
+                    on_done(JobResult(cell_id=job.cell_id, returncode=2, seconds=0.1))
+                    continue
+                import numpy as np
+
+                np.savez(job.argv[job.argv.index("--output") + 1], mu=np.zeros(4), sigma=np.eye(4))
+                on_done(JobResult(cell_id=job.cell_id, returncode=0, seconds=0.2))
+                continue
+            run_dir = Path(job.argv[job.argv.index("--output-dir") + 1])
             if job.cell_id in self.fail:
                 job.log_file.write_text("...\nError: internal error: RuntimeError: boom (traceback in run.log)\n")
                 on_done(JobResult(cell_id=job.cell_id, returncode=1, seconds=0.5))
@@ -112,6 +122,68 @@ def test_waves_from_run_and_a_failing_cell(tmp_path):
     table = summary_table(outcomes)
     assert table.splitlines()[0].split() == ["cell", "status", "seconds", "error"]
     assert "b/seed-0/d1  failed    " in table or "failed" in table.splitlines()[3]
+
+
+def _reference_study(tmp_path: Path, extra: str = "") -> Path:
+    return write_study(tmp_path, f"""
+name = "ref"
+seeds = [0, 1]
+reference_images = 16
+[recipes.a]
+file = "{HERE / 'tiny.toml'}"
+[recipes.b]
+base = "a"
+overrides = ["regularizers[0].weight=1e-3"]
+{extra}
+[denoisers.d1]
+file = "{HERE / 'tiny-denoiser.toml'}"
+overrides = ["evaluation.frechet=true"]
+""")
+
+
+def test_reference_statistics_are_computed_once_and_given_to_every_cell(tmp_path):
+    study = load_study(_reference_study(tmp_path))
+    out = tmp_path / "out"
+    executor = FakeExecutor()
+    outcomes = StudyRun(study, expand(study, out), output_dir=out, load=loader, executor=executor, global_args=[],
+                        echo=lambda line: None).run()
+    assert all(o.status == "complete" for o in outcomes)
+    stats_jobs = [j for j in executor.jobs if "stats" in j.argv]
+    assert len(stats_jobs) == 1  # one data table: one file for the four cells
+    argv = stats_jobs[0].argv
+    assert argv[argv.index("--images") + 1] == "16" and argv[argv.index("--seed") + 1] == "0"
+    (file,) = (out / "reference").glob("*.npz")
+    assert not file.name.endswith(".partial.npz")
+    cells = [j for j in executor.jobs if "run" in j.argv]
+    assert len(cells) == 4
+    assert all(f'evaluation.reference="{file.resolve()}"' in j.argv for j in cells)
+    # a second invocation finds the file: no statistics job, the same file for every cell (so the cells'
+    # keys, which hash it, are unchanged)
+    again = FakeExecutor()
+    StudyRun(study, expand(study, out), output_dir=out, load=loader, executor=again, global_args=[],
+             echo=lambda line: None).run()
+    assert not [j for j in again.jobs if "stats" in j.argv]
+    assert all(f'evaluation.reference="{file.resolve()}"' in j.argv for j in again.jobs)
+
+
+def test_each_data_table_gets_its_own_reference_and_a_failed_one_stops_only_its_cells(tmp_path):
+    other = '[recipes.c]\nbase = "a"\noverrides = ["data.params.num_images=24"]'
+    study = load_study(_reference_study(tmp_path, other))
+    out = tmp_path / "out"
+    probe = FakeExecutor()
+    run = StudyRun(study, expand(study, out), output_dir=out, load=loader, executor=probe, global_args=[],
+                   echo=lambda line: None)
+    jobs = run.reference_jobs()
+    assert len(jobs) == 2  # a and b share a data table; c has its own
+    c_job = next(j for j in jobs if any("num_images=24" in a for a in j.argv))
+    executor = FakeExecutor(fail={c_job.cell_id})
+    outcomes = StudyRun(study, expand(study, out), output_dir=out, load=loader, executor=executor, global_args=[],
+                        echo=lambda line: None).run()
+    status = {o.cell.id: (o.status, o.error) for o in outcomes}
+    assert {cid for cid, (st, _) in status.items() if st == "failed"} == {"c/seed-0/d1", "c/seed-1/d1"}
+    assert "reference statistics" in status["c/seed-0/d1"][1] and "no images" in status["c/seed-0/d1"][1]
+    assert not [j for j in executor.jobs if "run" in j.argv and j.cell_id.startswith("c/")]  # never started
+    assert not list((out / "reference").glob("*.partial.npz"))
 
 
 def test_analyze_after_each_cell_when_asked(tmp_path):
@@ -406,6 +478,30 @@ file = "{HERE / 'tiny.toml'}"
     assert (out / "submitit").is_dir()  # the jobs went through submitit
     m0, m1 = (json.loads((out / "cells" / "a" / f"seed-{s}" / "metrics.json").read_text()) for s in (0, 1))
     assert m0["recon_l1"] != m1["recon_l1"]  # two seeds, two runs
+
+
+@pytest.mark.slow
+def test_real_study_side_by_side_with_one_reference_file(tmp_path, report_calls):
+    path = write_study(tmp_path, f"""
+name = "sidebyside"
+seeds = [0, 1]
+reference_images = 8
+[recipes.a]
+file = "{HERE / 'tiny.toml'}"
+[denoisers.d1]
+file = "{HERE / 'tiny-denoiser.toml'}"
+overrides = ["evaluation.frechet=true", "evaluation.metrics=['fid']"]
+""")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["study", str(path), "--output-dir", str(out), "--jobs", "2"])
+    assert result.exit_code == 0, result.output
+    (reference,) = (out / "reference").glob("*.npz")
+    for seed in (0, 1):
+        cell = out / "cells" / "a" / f"seed-{seed}" / "d1"
+        assert str(reference.resolve()) in (cell / "recipe.toml").read_text()
+        assert json.loads((cell / "metrics.json").read_text())["gen_fid"] > 0
+    state = json.loads((out / STATE_FILE).read_text())["cells"]
+    assert {v["status"] for v in state.values()} == {"complete"}
 
 
 def test_slurm_without_submitit_is_a_clear_error(tmp_path, monkeypatch):
