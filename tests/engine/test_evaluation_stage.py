@@ -106,7 +106,8 @@ def test_interrupted_evaluation_resumes_to_the_same_numbers(tmp_path, feature_ne
     for name in ("gen_fid", "gen_kid", "gen_precision", "gen_recall", "rfid", "rkid", "recon_psnr", "recon_ssim"):
         assert name in whole.metrics, name
     assert whole.metrics["gen_n"] == 10 and whole.metrics["rn"] == 10
-    assert whole.provenance["gen_fid"] == {"protocol": "custom", "network": "tiny stand-in", "n": 10}
+    assert whole.provenance["gen_fid"] == {"protocol": "custom", "network": "tiny stand-in", "n": 10,
+                                           "network_sha256": "0" * 64}
     assert torch.equal(resumed.samples, whole.samples) and resumed.samples.shape[0] == 4
 
 
@@ -138,6 +139,22 @@ def test_protocol_pins_and_contradictions_are_reported(tmp_path):
         load_recipe(SMOKE, ['evaluation.protocol="adm-50k-v1"', "evaluation.num_samples=12"])
     text = str(info.value) + " ".join(f"{p.path}: {p.message}" for p in info.value.problems)
     assert "evaluation.num_samples" in text and "50000" in text and "evaluation.reference" in text
+    # adm-50k-v1 pins sFID's network file to pytorch-fid's: a recipe may not skip or change that check
+    ref = tmp_path / "ref.npz"
+    import numpy as np
+
+    np.savez(ref, mu=np.zeros(2048), sigma=np.eye(2048))
+    adm = ['evaluation.protocol="adm-50k-v1"', "evaluation.num_samples=50000", f'evaluation.reference="{ref}"',
+           'evaluation.metrics=["fid", "sfid"]']
+    for sha, complaint in (("", "skips the check"), ("deadbeef", "'deadbeef' contradicts")):
+        with pytest.raises(RecipeError) as info:
+            load_recipe(SMOKE, [*adm, f'evaluation.metric_params={{sfid={{weights="x.pth", sha256="{sha}"}}}}'],
+                        check_files=False)
+        assert any(p.path == "evaluation.metric_params.sfid.sha256" and complaint in p.message
+                   and "6726825d" in p.message for p in info.value.problems), info.value.problems
+    full = "6726825d" + "0" * 56  # the pinned prefix written out in full is no contradiction
+    load_recipe(SMOKE, [*adm, f'evaluation.metric_params={{sfid={{weights="x.pth", sha256="{full}"}}}}'],
+                check_files=False)
     with pytest.raises(RecipeError) as info:
         load_recipe(SMOKE, ['evaluation.metrics=["fid", "kd"]'])
     assert any(p.path == "evaluation.metrics[1]" and "kid" in p.message for p in info.value.problems)
@@ -242,7 +259,10 @@ def test_metrics_on_their_own_networks_run_through_the_stage(tmp_path, feature_n
     for key in ("recon_psnr", "rfid", "gen_fid", "rfd_dinov2", "gen_fd_dinov2"):
         assert np.isfinite(result.metrics[key]), key
     assert result.metrics["gen_fd_dinov2"] > 0
-    assert result.provenance["gen_fd_dinov2"] == {"protocol": "custom", "network": "test_vit class token", "n": 10}
+    import hashlib
+
+    assert result.provenance["gen_fd_dinov2"] == {"protocol": "custom", "network": "test_vit class token", "n": 10,
+                                                  "network_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
     assert result.provenance["gen_fid"]["network"] == "tiny stand-in"
     rng = np.random.default_rng(0)
     features = rng.normal(size=(50, 16))

@@ -83,6 +83,7 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
                                                protocol.feature_network_sha256)
                         if pool_metrics else (None, "evaluation.frechet = false or no pool-feature metrics"))
     network_name = network.describe()["name"] if network is not None else "none"
+    network_sha = _network_sha256(network) if network is not None else ""
     metrics["feature_network"] = network_name
     if network is not None:
         metrics["feature_network_sha256"] = network.sha256
@@ -173,8 +174,10 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
     total = stream.totals(acc)
     provenance: dict[str, dict[str, Any]] = {}
 
-    def stamp(name: str, n: int, network: str) -> None:
+    def stamp(name: str, n: int, network: str, sha256: str = "") -> None:
         provenance[name] = {"protocol": ev.protocol, "network": network, "n": n}
+        if sha256:  # the weights file the number came from, so two numbers can be checked for the same network
+            provenance[name]["network_sha256"] = sha256
 
     for name in per_image:
         key_name = f"recon_{name.replace('-', '_')}"
@@ -186,9 +189,9 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
         metrics["rn"] = float(n_rec)
         real, fake = _feature_set(total, RECONSTRUCTION, "real", network_name), \
             _feature_set(total, RECONSTRUCTION, "fake", network_name)
-        for key_name, (value, net) in _set_metrics(per_set, real, fake, "r", network_name).items():
+        for key_name, (value, net, sha) in _set_metrics(per_set, real, fake, "r", network_name, network_sha).items():
             metrics[key_name] = value
-            stamp(key_name, n_rec, net)
+            stamp(key_name, n_rec, net, sha)
 
     samples_grid = None
     if generating:
@@ -205,9 +208,10 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
                 real = _feature_set(total, REFERENCE, "real", network_name)
                 metrics["gen_reference"] = f"{real.n} random training images"
             metrics["gen_n"] = float(ev.num_samples)
-            for key_name, (value, net) in _set_metrics(per_set, real, fake, "gen_", network_name).items():
+            for key_name, (value, net, sha) in _set_metrics(per_set, real, fake, "gen_", network_name,
+                                                            network_sha).items():
                 metrics[key_name] = value
-                stamp(key_name, ev.num_samples, net)
+                stamp(key_name, ev.num_samples, net, sha)
 
     reports = _diagnostics(run, autoencoder, test_set, ev, metrics)
     originals = total.grid(RECONSTRUCTION, "real")
@@ -257,10 +261,21 @@ def _feature_set(total: EvaluationStream, name: str, s: str, network: str) -> Fe
                       streams=streams)
 
 
+def _network_sha256(network: Any) -> str:
+    """The sha256 of the weights file a feature network was loaded from ('' when it does not say)."""
+    sha = getattr(network, "sha256", None)
+    if not sha and callable(getattr(network, "describe", None)):
+        try:
+            sha = network.describe().get("sha256")
+        except Exception:  # noqa: BLE001 - a third-party network's describe() only adds a record
+            sha = None
+    return str(sha) if sha else ""
+
+
 def _set_metrics(per_set: dict[str, tuple[Any, Any]], real: FeatureSet, fake: FeatureSet,
-                 prefix: str, network: str) -> dict[str, tuple[float, str]]:
-    """Output key -> (value, feature network) of every set metric that has its inputs."""
-    out: dict[str, tuple[float, str]] = {}
+                 prefix: str, network: str, network_sha: str = "") -> dict[str, tuple[float, str, str]]:
+    """Output key -> (value, feature network, its file's sha256) of every set metric that has its inputs."""
+    out: dict[str, tuple[float, str, str]] = {}
     for name, (spec, obj) in per_set.items():
         streams = getattr(obj, "feature_streams", ())
         if streams:
@@ -270,14 +285,15 @@ def _set_metrics(per_set: dict[str, tuple[Any, Any]], real: FeatureSet, fake: Fe
                 log.info(f"[evaluation] {name}: skipped, the reference has no {', '.join(missing)} statistics")
                 continue
             used = ", ".join(dict.fromkeys(st.network_name or st.name for st in streams))
+            sha = ", ".join(dict.fromkeys(h for st in streams if (h := _network_sha256(st.network))))
         elif real.mean is None or fake.mean is None:
             log.info(f"[evaluation] {name}: skipped, no pool-feature network")
             continue
         else:
-            used = network
+            used, sha = network, network_sha
         if spec.needs_features and (real.features is None or fake.features is None):
             log.info(f"[evaluation] {name}: skipped, the reference has no features (only mu and sigma)")
             continue
         for key, value in obj.compute(real, fake).items():
-            out[f"{prefix}{key}"] = (float(value), used)
+            out[f"{prefix}{key}"] = (float(value), used, sha)
     return out
