@@ -14,7 +14,10 @@ component those tables name, this fingerprint:
     top-level package, so helper modules count too);
   - the module files of the spec's ``factory``, ``params`` and ``facts`` (found without importing them).
 
-Files outside those (data files, other installed packages) are not hashed. Nothing here imports torch.
+Files outside those (data files, other installed packages) are not hashed. Besides the code, a stage key
+holds the sha256 of every weights file its components declare they read (``Facts.files`` entries that are
+files, not folders; a dataset's files excepted), so new weights under an old file name re-run the stage.
+Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -88,7 +91,55 @@ def fingerprint(spec: Any) -> dict[str, Any]:
     return out
 
 
+_SHA256_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, computed once per process for a given (path, size, modification time)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA256_CACHE:
+        from .init_source import sha256_of
+
+        _SHA256_CACHE[key] = sha256_of(path)
+    return _SHA256_CACHE[key]
+
+
+def weight_files(resolved: Any, path: str) -> list[Path]:
+    """The files (not folders) a component declares it reads (``Facts.files``) that exist now, except a
+    dataset's: the weights whose bytes decide what the component computes."""
+    import os
+
+    from .specs import BuildContext
+
+    comp = resolved.components[path]
+    if comp.kind == "data":  # data files can be huge; a dataset is keyed by its table (docs/engine.md)
+        return []
+    try:
+        facts = comp.spec.facts_for(comp.params, BuildContext(recipe_dir=resolved.recipe_dir))
+    except Exception:  # noqa: BLE001 - validate reports bad params; the key then holds the code only
+        return []
+    out = []
+    for need in getattr(facts, "files", ()) or ():
+        if need.folder or not need.path or "\0" in need.path:
+            continue
+        target = Path(need.path).expanduser()
+        target = Path(os.path.normpath(target if target.is_absolute() else Path(resolved.recipe_dir) / target))
+        if target.is_file():
+            out.append(target)
+    return out
+
+
 def components_hash(resolved: Any, paths: list[str]) -> str:
-    """One hash over the fingerprints of the components at ``paths`` (missing paths are skipped)."""
-    parts = {p: fingerprint(resolved.components[p].spec) for p in paths if p in resolved.components}
+    """One hash over the fingerprints of the components at ``paths`` (missing paths are skipped) and the
+    contents of the weights files they read (:func:`weight_files`), so other weights under the same file name
+    re-run the stage."""
+    parts: dict[str, Any] = {}
+    for p in paths:
+        if p not in resolved.components:
+            continue
+        parts[p] = fingerprint(resolved.components[p].spec)
+        files = weight_files(resolved, p)
+        if files:  # only then: keys of components that read no file stay as they were
+            parts[p] = [parts[p], sorted(file_sha256(f) for f in files)]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

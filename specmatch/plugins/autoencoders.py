@@ -75,6 +75,7 @@ def specmatch_autoencoders():
 # -- diffusers' AutoencoderKL (optional extra specmatch[diffusers]) ------------------------------------------
 
 DIFFUSERS_CONFIG = "config.json"
+DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
 @attrs.frozen(kw_only=True)
@@ -105,6 +106,7 @@ def _diffusers_config_file(params: DiffusersVAEParams, ctx) -> Optional[str]:
 def diffusers_vae_facts(params: DiffusersVAEParams, ctx) -> Facts:
     """Latent channels and factor from the VAE's config.json (plain JSON: no torch, no diffusers)."""
     import json
+    import os
 
     from specmatch import FileNeed
 
@@ -120,6 +122,9 @@ def diffusers_vae_facts(params: DiffusersVAEParams, ctx) -> Facts:
     if config is None or (not params.config and not ctx.resolve_path(params.path).exists()):
         return Facts(files=files)  # a missing folder is reported once, by the file check
     files.append(FileNeed(param="config" if params.config else "path", path=config, what="AutoencoderKL config"))
+    if not params.config:  # a save_pretrained folder: the weights file diffusers loads (use_safetensors)
+        files.append(FileNeed(param="path", path=os.path.join(os.path.dirname(config), DIFFUSERS_WEIGHTS),
+                              what="AutoencoderKL weights"))
     target = ctx.resolve_path(config)
     if not target.is_file():
         return Facts(files=files)  # reported by the file check (skipped with --no-file-checks)

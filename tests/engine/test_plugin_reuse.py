@@ -128,3 +128,42 @@ def test_a_rerun_after_editing_the_plugin_file_retrains_and_an_unchanged_one_reu
     write(plugin, scale=0.5)
     edited = invoke_cli(*args)
     assert edited.exit_code == 0 and "[autoencoder] complete in" not in edited.output
+
+
+WEIGHTS_PLUGIN = """
+import attrs
+import torch
+from specmatch import Facts, FileNeed, RegularizerSpec, hookimpl, param
+
+
+@attrs.frozen(kw_only=True)
+class Params:
+    weights: str = param("", doc="a file the term reads", path=True)
+
+
+class Term(torch.nn.Module):
+    def loss(self, inputs):
+        return inputs.z.pow(2).mean()
+
+
+@hookimpl
+def specmatch_regularizers():
+    yield RegularizerSpec(name="file-term", factory=lambda params, ctx: Term(), params=Params,
+                          facts=lambda params: Facts(files=[FileNeed(param="weights", path=params.weights,
+                                                                     what="term weights")]))
+"""
+
+
+def test_other_bytes_in_a_weights_file_a_component_reads_change_the_key(tmp_path):
+    plugin = tmp_path / "file_term.py"
+    plugin.write_text(WEIGHTS_PLUGIN, encoding="utf-8")
+    (tmp_path / "w.bin").write_bytes(b"first weights")
+    recipe = write_recipe(tmp_path, MINIMAL_RECIPE + '[[regularizers]]\nname = "file-term"\n'
+                                                     'params = { weights = "w.bin" }\n')
+    before = keys(plugin, recipe)
+    assert keys(plugin, recipe) == before
+    (tmp_path / "w.bin").write_bytes(b"other weights")  # same name, other bytes
+    after = keys(plugin, recipe)
+    assert after["autoencoder"] != before["autoencoder"]
+    (tmp_path / "w.bin").write_bytes(b"first weights")
+    assert keys(plugin, recipe) == before

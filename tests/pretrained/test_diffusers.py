@@ -109,6 +109,33 @@ def test_validate_reads_the_latent_geometry_from_config_json(kl_folder, tmp_path
     assert result.exit_code == 2 and "latent 4x8x8" in result.output, result.output
 
 
+def test_new_weights_in_the_same_folder_change_the_stage_key(kl_folder, tmp_path):
+    import shutil
+
+    from specmatch.core.plan import make_plan
+    from specmatch.core.recipe import load_recipe
+
+    folder = tmp_path / "vae"
+    shutil.copytree(kl_folder, folder)
+    recipe = ae_recipe(tmp_path, "k")
+    recipe.write_text(recipe.read_text().replace('name = "sdvae"\nparams = { preset = "micro-f2d4" }',
+                                                 f'name = "diffusers-vae"\nparams = {{ path = "{folder}" }}'))
+
+    def key() -> str:
+        return make_plan(load_recipe(recipe), tmp_path / "run").stages[0].key
+
+    first = key()
+    tiny_kl(seed=1).save_pretrained(str(folder))  # other weights, same folder and file names
+    second = key()
+    assert second != first
+    shutil.copy(kl_folder / "diffusion_pytorch_model.safetensors", folder / "diffusion_pytorch_model.safetensors")
+    assert key() == first  # the same bytes again: the finished stage is the one to reuse
+    # the folder must hold the weights file diffusers will load; validate says so before any work
+    (folder / "diffusion_pytorch_model.safetensors").unlink()
+    result = invoke_cli("validate", str(recipe))
+    assert result.exit_code == 2 and "diffusion_pytorch_model.safetensors" in result.output, result.output
+
+
 @pytest.mark.slow
 def test_esm_fine_tuning_of_a_diffusers_vae_through_the_engine(kl_folder, tmp_path):
     extra = '\n[[regularizers]]\nname = "esm"\nweight = 0.01\nparams = { delta = 1.0 }\n'
