@@ -31,6 +31,8 @@ import torch
 from timm.layers import Attention, Mlp, PatchEmbed
 from torch import Tensor, nn
 
+from specmatch.denoisers.common import condition
+
 # Width of the sinusoidal time features fed to the time MLP (DiT's value).
 TIME_FREQUENCY_SIZE = 256
 
@@ -278,24 +280,6 @@ class DiT(nn.Module):
     def initialize_weights(self) -> None:
         initialize_adaln_zero(self)
 
-    def _condition(self, t: Tensor, y: Tensor | None, batch: int) -> Tensor:
-        """Conditioning vector c (B, D) = time embedding + label embedding."""
-        if t.ndim == 0:
-            t = t.expand(batch)
-        if t.shape != (batch,):
-            raise ValueError(f"t must have shape ({batch},) or be a scalar, got {tuple(t.shape)}")
-        c = self.t_embedder(t)
-        if self.y_embedder is None:
-            if y is not None:
-                raise ValueError("this DiT is unconditional (num_classes=0) but class labels y were given")
-            return c
-        if y is None:
-            # No labels: the model is asked for its unconditional (null-class) prediction.
-            y = torch.full((batch,), self.num_classes, dtype=torch.long, device=c.device)
-        elif y.shape != (batch,):
-            raise ValueError(f"y must have shape ({batch},), got {tuple(y.shape)}")
-        return c + self.y_embedder(y)
-
     # -- forward ----------------------------------------------------------------------------------------
 
     def unpatchify(self, tokens: Tensor) -> Tensor:
@@ -329,7 +313,7 @@ class DiT(nn.Module):
                              f"got {return_hidden_at}")
 
         tokens = self.x_embedder(x) + self.pos_embed.to(x.dtype)
-        c = self._condition(t, y, x.shape[0])
+        c = condition(x, t, y, self.num_classes, self.t_embedder, self.y_embedder)
         hidden = None
         for index, block in enumerate(self.blocks, start=1):
             tokens = block(tokens, c)
