@@ -227,8 +227,9 @@ def build_disk_cache(accelerator, autoencoder: nn.Module, dataset, folder: Path,
                                    math.ceil(max(n, 1) / batch_size) * batch_size)
     if shard_rows % batch_size:
         raise ValueError(f"shard_rows {shard_rows} is not a multiple of the encode batch {batch_size}")
-    with RunLock(folder, enabled=accelerator.is_main_process,  # one builder per cache (runs share it)
-                 advice="wait for it to finish or set train.denoiser.latent_cache = 'memory'"):
+    # one builder per cache; a run that finds another building it (two denoisers on one autoencoder, started
+    # together by a study) waits, then reuses what that run built
+    with RunLock(folder, enabled=accelerator.is_main_process, wait=True):
         if accelerator.is_main_process:
             index = _prepare_index(folder, key=key, rows=n, latent_shape=latent_shape, shard_rows=shard_rows,
                                    about=about or {}, batch_size=batch_size)

@@ -1,13 +1,15 @@
 """One run per output folder: an exclusive lock on ``<folder>/.lock``, held by the main process for the run.
 
 A second run on the same folder fails at once, naming the holder (pid, host, start time, command), instead of
-mixing its weights and metrics with the first run's. The lock is ``fcntl.flock``: the kernel releases it when
+mixing its weights and metrics with the first run's. A shared resource that several runs use (the latent
+cache in an autoencoder's folder) locks with ``wait=True`` instead: the second run waits for the first. The lock is ``fcntl.flock``: the kernel releases it when
 the holding process exits or is killed, so a stale ``.lock`` file from a killed run never blocks.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sys
@@ -16,6 +18,8 @@ from pathlib import Path
 
 from specmatch.core.errors import SpecmatchError
 from specmatch.core.layout import RunLayout
+
+log = logging.getLogger(__name__)
 
 try:
     import fcntl
@@ -30,9 +34,9 @@ class RunLock:
     """
 
     def __init__(self, folder: Path, *, enabled: bool = True,
-                 advice: str = "wait for it to finish or choose another --output-dir"):
+                 advice: str = "wait for it to finish or choose another --output-dir", wait: bool = False):
         self.path = RunLayout(Path(folder)).lock
-        self.enabled, self.advice = enabled, advice
+        self.enabled, self.advice, self.wait = enabled, advice, wait
         self.fd: int | None = None
 
     def __enter__(self) -> RunLock:
@@ -45,9 +49,13 @@ class RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _describe(_read(fd))
-                os.close(fd)
-                raise SpecmatchError(
-                    f"{self.path.parent} is in use by another specmatch run ({holder}); {self.advice}") from None
+                if not self.wait:
+                    os.close(fd)
+                    raise SpecmatchError(
+                        f"{self.path.parent} is in use by another specmatch run ({holder}); {self.advice}") from None
+                # a shared resource (the latent cache): what the holder builds is what this run needs
+                log.info(f"{self.path.parent} is in use by another specmatch run ({holder}); waiting for it")
+                fcntl.flock(fd, fcntl.LOCK_EX)
             except OSError:  # a file system without locks (some network mounts): run unprotected
                 pass
         info = {"pid": os.getpid(), "host": socket.gethostname(),

@@ -57,3 +57,37 @@ def test_sequential_runs_take_the_lock_in_turn(tmp_path):
     for _ in range(2):
         with RunLock(tmp_path / "new" / "folder"):
             pass
+
+
+def test_a_shared_resource_lock_waits_for_its_holder(tmp_path, caplog):
+    """The latent cache locks with wait=True: a second run waits for the builder instead of failing."""
+    import logging
+    import threading
+
+    holder = hold_in_subprocess(tmp_path)
+    acquired = threading.Event()
+
+    def second_run():
+        with RunLock(tmp_path, wait=True):
+            acquired.set()
+
+    with caplog.at_level(logging.INFO, logger="specmatch.engine.run_lock"):
+        waiter = threading.Thread(target=second_run, daemon=True)
+        waiter.start()
+        try:
+            import time
+
+            def said_waiting() -> bool:
+                return any("waiting for it" in r.getMessage() and str(holder.pid) in r.getMessage()
+                           for r in caplog.records)
+
+            deadline = time.monotonic() + 30
+            while not said_waiting() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert said_waiting()  # it found the holder, named it ...
+            assert not acquired.is_set()  # ... and did not enter while the holder held the lock
+        finally:
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
+        assert acquired.wait(timeout=30)  # entered as soon as the holder was gone
+        waiter.join(timeout=30)
