@@ -108,6 +108,33 @@ class AdaLNTokens(TokenTaps):
     """What SiT and LightningDiT share with DiT: adaLN-Zero initialisation, and the checked inputs turned into
     the conditioning vector c (time + label embedding) and the position-embedded patch tokens."""
 
+    def build_stem(self, *, input_size: int, in_channels: int, patch_size: int, hidden_size: int, num_heads: int,
+                   depth: int, num_classes: int, learn_sigma: bool, time_scale: float) -> None:
+        """Check the sizes, then add the parts every adaLN patch transformer here has, under DiT's names (so
+        weights interchange): ``x_embedder`` (patches), ``t_embedder``, ``y_embedder`` (labels plus the null
+        class, None when unconditional) and the fixed sin-cos ``pos_embed`` buffer."""
+        from timm.layers import PatchEmbed
+        from torch import nn
+
+        from specmatch.diffusion.dit import TimestepEmbedder, sincos_2d_position_embedding
+
+        check_transformer_size(input_size=input_size, patch_size=patch_size, hidden_size=hidden_size,
+                               num_heads=num_heads)
+        check_num_classes(num_classes)
+        if hidden_size % 4:
+            raise ValueError(f"hidden_size ({hidden_size}) must be divisible by 4 (2-D sin-cos position embedding)")
+        if depth < 1:
+            raise ValueError(f"depth must be a positive integer, got {depth!r}")
+        self.input_size, self.in_channels, self.patch_size = input_size, in_channels, patch_size
+        self.out_channels = 2 * in_channels if learn_sigma else in_channels
+        self.hidden_size, self.num_classes = hidden_size, num_classes
+        self.grid_size = input_size // patch_size
+        self.x_embedder = PatchEmbed(input_size, patch_size, in_channels, hidden_size, bias=True)
+        self.t_embedder = TimestepEmbedder(hidden_size, time_scale=time_scale)
+        self.y_embedder = nn.Embedding(num_classes + 1, hidden_size) if num_classes > 0 else None
+        self.register_buffer("pos_embed", sincos_2d_position_embedding(hidden_size, self.grid_size).unsqueeze(0),
+                             persistent=False)
+
     def initialize_weights(self) -> None:
         """DiT's initialisation (the original's): see :func:`specmatch.diffusion.dit.initialize_adaln_zero`."""
         from specmatch.diffusion.dit import initialize_adaln_zero

@@ -20,12 +20,11 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from timm.layers import AttentionRope, Mlp, PatchEmbed, RmsNorm, RotaryEmbeddingCat, SwiGLU
+from timm.layers import AttentionRope, Mlp, RmsNorm, RotaryEmbeddingCat, SwiGLU
 from torch import Tensor, nn
 
-from specmatch.denoisers.common import AdaLNTokens, check_num_classes, check_transformer_size, unpatchify
-from specmatch.diffusion.dit import (TimestepEmbedder, modulate,
-                                    sincos_2d_position_embedding)
+from specmatch.denoisers.common import AdaLNTokens, unpatchify
+from specmatch.diffusion.dit import modulate
 
 #: Width, depth and heads per size (``LightningDiT_{B,L,XL}_*`` in the official model file); micro for CPU.
 LIGHTNINGDIT_PRESETS: dict[str, dict[str, Any]] = {
@@ -91,29 +90,12 @@ class LightningDiT(AdaLNTokens, nn.Module):
                  swiglu: bool = True, rmsnorm: bool = True, rope: bool = True, qk_norm: bool = False,
                  learn_sigma: bool = False, time_scale: float = 1.0):
         super().__init__()
-        check_transformer_size(input_size=input_size, patch_size=patch_size, hidden_size=hidden_size,
-                               num_heads=num_heads)
-        check_num_classes(num_classes)
-        if hidden_size % 4:
-            raise ValueError(f"hidden_size ({hidden_size}) must be divisible by 4 (2-D sin-cos position embedding)")
+        self.build_stem(input_size=input_size, in_channels=in_channels, patch_size=patch_size,
+                        hidden_size=hidden_size, num_heads=num_heads, depth=depth, num_classes=num_classes,
+                        learn_sigma=learn_sigma, time_scale=time_scale)
         if rope and (hidden_size // num_heads) % 4:
             raise ValueError(f"the head width hidden_size / num_heads ({hidden_size // num_heads}) must be a "
                              "multiple of 4 for the 2-D rotary embedding")
-        if depth < 1:
-            raise ValueError(f"depth must be a positive integer, got {depth!r}")
-        self.input_size = input_size
-        self.in_channels = in_channels
-        self.out_channels = 2 * in_channels if learn_sigma else in_channels
-        self.patch_size = patch_size
-        self.hidden_size = hidden_size
-        self.num_classes = num_classes
-        self.grid_size = input_size // patch_size
-
-        self.x_embedder = PatchEmbed(input_size, patch_size, in_channels, hidden_size, bias=True)
-        self.t_embedder = TimestepEmbedder(hidden_size, time_scale=time_scale)
-        self.y_embedder = nn.Embedding(num_classes + 1, hidden_size) if num_classes > 0 else None
-        self.register_buffer("pos_embed", sincos_2d_position_embedding(hidden_size, self.grid_size).unsqueeze(0),
-                             persistent=False)
         # Rotary angles of the token grid, (N, 2 * head_dim) = [sin, cos]; a fixed buffer, not saved.
         self.rope = (RotaryEmbeddingCat(hidden_size // num_heads, in_pixels=False, temperature=10000.0,
                                         feat_shape=[self.grid_size, self.grid_size])

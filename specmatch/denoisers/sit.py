@@ -20,12 +20,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from timm.layers import Attention, PatchEmbed
+from timm.layers import Attention
 from torch import Tensor, nn
 
-from specmatch.denoisers.common import AdaLNTokens, check_num_classes, check_transformer_size, unpatchify
-from specmatch.diffusion.dit import (DiTBlock, FinalLayer, TimestepEmbedder,
-                                    sincos_2d_position_embedding)
+from specmatch.denoisers.common import AdaLNTokens, unpatchify
+from specmatch.diffusion.dit import DiTBlock, FinalLayer
 
 #: Width, depth and heads per size; patch size, latent shape and classes come from the recipe and data.
 #: sit-s/b/l/xl are SiT-S/B/L/XL (Ma et al. 2024, Table 1); the micro size is for CPU tests.
@@ -56,26 +55,9 @@ class SiT(AdaLNTokens, nn.Module):
                  depth: int = 28, num_heads: int = 16, mlp_ratio: float = 4.0, num_classes: int = 0,
                  learn_sigma: bool = False, qk_norm: bool = False, time_scale: float = 1.0):
         super().__init__()
-        check_transformer_size(input_size=input_size, patch_size=patch_size, hidden_size=hidden_size,
-                               num_heads=num_heads)
-        check_num_classes(num_classes)
-        if hidden_size % 4:
-            raise ValueError(f"hidden_size ({hidden_size}) must be divisible by 4 (2-D sin-cos position embedding)")
-        if depth < 1:
-            raise ValueError(f"depth must be a positive integer, got {depth!r}")
-        self.input_size = input_size
-        self.in_channels = in_channels
-        self.out_channels = 2 * in_channels if learn_sigma else in_channels
-        self.patch_size = patch_size
-        self.num_classes = num_classes
-        self.hidden_size = hidden_size
-        self.grid_size = input_size // patch_size
-
-        self.x_embedder = PatchEmbed(input_size, patch_size, in_channels, hidden_size, bias=True)
-        self.t_embedder = TimestepEmbedder(hidden_size, time_scale=time_scale)
-        self.y_embedder = nn.Embedding(num_classes + 1, hidden_size) if num_classes > 0 else None
-        self.register_buffer("pos_embed", sincos_2d_position_embedding(hidden_size, self.grid_size).unsqueeze(0),
-                             persistent=False)
+        self.build_stem(input_size=input_size, in_channels=in_channels, patch_size=patch_size,
+                        hidden_size=hidden_size, num_heads=num_heads, depth=depth, num_classes=num_classes,
+                        learn_sigma=learn_sigma, time_scale=time_scale)
         self.blocks = nn.ModuleList([DiTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)])
         if qk_norm:
             for block in self.blocks:
