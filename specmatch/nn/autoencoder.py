@@ -198,7 +198,31 @@ class Decoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(self.levels(h))))
 
 
-class SDVAE(nn.Module):
+class EncodeDecode:
+    """What every autoencoder here derives from its ``encode``, ``decode``, ``downsample_factor`` and
+    ``latent_channels`` (SDVAE and the diffusers wrapper): the round trip and the latent shape."""
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None, sample: bool = True
+                ) -> tuple[Tensor, DiagonalGaussian | DeterministicPosterior, Tensor]:
+        """Encode, take a posterior sample (or the mode when ``sample`` is False) and decode.
+
+        Returns ``(x_hat, posterior, z)``.
+        """
+        posterior = self.encode(x)
+        z = posterior.sample(generator) if sample else posterior.mode()
+        return self.decode(z), posterior, z
+
+    def latent_shape(self, image_size: int | tuple[int, int]) -> tuple[int, int, int]:
+        """(C, h, w) of the latent for an image of side ``image_size`` (an int or (H, W))."""
+        height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        f = self.downsample_factor
+        if height < 1 or width < 1 or height % f or width % f:
+            raise ArchitectureError(f"image size {height}x{width} is not a positive multiple of the "
+                                    f"autoencoder's downsampling factor {f}")
+        return self.latent_channels, height // f, width // f
+
+
+class SDVAE(EncodeDecode, nn.Module):
     """SD-VAE-style autoencoder with a diagonal-Gaussian (or deterministic) posterior.
 
     Args (keyword-only):
@@ -313,25 +337,6 @@ class SDVAE(nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         """Latents (B, C, h, w) -> images (B, out_channels, h*f, w*f)."""
         return self.decoder(z)
-
-    def forward(self, x: Tensor, generator: torch.Generator | None = None, sample: bool = True
-                ) -> tuple[Tensor, DiagonalGaussian | DeterministicPosterior, Tensor]:
-        """Encode, take a posterior sample (or the mode when ``sample`` is False) and decode.
-
-        Returns ``(x_hat, posterior, z)``.
-        """
-        posterior = self.encode(x)
-        z = posterior.sample(generator) if sample else posterior.mode()
-        return self.decode(z), posterior, z
-
-    def latent_shape(self, image_size: int | tuple[int, int]) -> tuple[int, int, int]:
-        """(C, h, w) of the latent for an image of side ``image_size`` (an int or (H, W))."""
-        height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        f = self.downsample_factor
-        if height < 1 or width < 1 or height % f or width % f:
-            raise ArchitectureError(f"image size {height}x{width} is not a positive multiple of the "
-                                    f"autoencoder's downsampling factor {f}")
-        return self.latent_channels, height // f, width // f
 
 
 # Preset name -> constructor kwargs: the paper's f8d4 ... f64d256 (method.md s4.1) and CPU-sized ones

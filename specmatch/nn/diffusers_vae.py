@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from specmatch.core.errors import SpecmatchError, WeightsError
+from specmatch.nn.autoencoder import EncodeDecode
 from specmatch.nn.posterior import DiagonalGaussian
 
 INSTALL_HINT = "pip install 'specmatch[diffusers]' (or pip install diffusers)"
@@ -65,7 +66,7 @@ def load_autoencoder_kl(path: Path, config: Path | None = None):
                        f"folder a pipeline's save_pretrained wrote, or a local checkpoint file)")
 
 
-class DiffusersVAE(nn.Module):
+class DiffusersVAE(EncodeDecode, nn.Module):
     """specmatch's autoencoder protocol over a diffusers ``AutoencoderKL`` (kept as ``self.vae``)."""
 
     def __init__(self, vae: nn.Module):
@@ -103,19 +104,6 @@ class DiffusersVAE(nn.Module):
 
     def decode(self, z: Tensor) -> Tensor:
         return self.vae.decode(z, return_dict=False)[0]
-
-    def forward(self, x: Tensor, generator: torch.Generator | None = None, sample: bool = True):
-        posterior = self.encode(x)
-        z = posterior.sample(generator) if sample else posterior.mode()
-        return self.decode(z), posterior, z
-
-    def latent_shape(self, image_size: int | tuple[int, int]) -> tuple[int, int, int]:
-        height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        f = self.downsample_factor
-        if height < 1 or width < 1 or height % f or width % f:
-            raise SpecmatchError(f"image size {height}x{width} is not a positive multiple of the autoencoder's "
-                                 f"downsampling factor {f}")
-        return self.latent_channels, height // f, width // f
 
     def adapt_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
         """A bare diffusers state dict (``diffusion_pytorch_model.safetensors``) under this module's ``vae.``."""
