@@ -39,24 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from specmatch.denoisers.common import check_input, check_num_classes, check_tap, condition
+from specmatch.denoisers.presets import ADM_PRESETS
 from specmatch.diffusion.dit import TimestepEmbedder
-
-#: Sizes per preset. adm-64/128/256 are the class-conditional ImageNet models of the ADM paper (Table 14 /
-#: guided-diffusion's README flags: 64 px with 192 channels and 3 blocks, 128 and 256 px with 256 channels
-#: and 2 blocks, attention at 32, 16 and 8 px, 64-channel heads, resblock up/down, scale-shift norm);
-#: ``attention_ds`` restates "32,16,8" as downsampling factors. adm-micro and adm-tiny are for the CPU.
-ADM_PRESETS: dict[str, dict[str, Any]] = {
-    "adm-micro": {"model_channels": 32, "channel_mult": (1, 2), "num_res_blocks": 1, "attention_ds": (2,),
-                  "num_head_channels": 16, "norm_groups": 8},
-    "adm-tiny": {"model_channels": 64, "channel_mult": (1, 2, 2), "num_res_blocks": 2, "attention_ds": (2, 4),
-                 "num_head_channels": 32, "norm_groups": 16},
-    "adm-64": {"model_channels": 192, "channel_mult": (1, 2, 3, 4), "num_res_blocks": 3,
-               "attention_ds": (2, 4, 8), "num_head_channels": 64, "norm_groups": 32},
-    "adm-128": {"model_channels": 256, "channel_mult": (1, 1, 2, 3, 4), "num_res_blocks": 2,
-                "attention_ds": (4, 8, 16), "num_head_channels": 64, "norm_groups": 32},
-    "adm-256": {"model_channels": 256, "channel_mult": (1, 1, 2, 2, 4, 4), "num_res_blocks": 2,
-                "attention_ds": (8, 16, 32), "num_head_channels": 64, "norm_groups": 32},
-}
 
 
 class GroupNorm32(nn.GroupNorm):

@@ -24,15 +24,8 @@ from timm.layers import AttentionRope, Mlp, RmsNorm, RotaryEmbeddingCat, SwiGLU
 from torch import Tensor, nn
 
 from specmatch.denoisers.common import AdaLNTokens, unpatchify
+from specmatch.denoisers.presets import LIGHTNINGDIT_PRESETS
 from specmatch.diffusion.dit import modulate
-
-#: Width, depth and heads per size (``LightningDiT_{B,L,XL}_*`` in the official model file); micro for CPU.
-LIGHTNINGDIT_PRESETS: dict[str, dict[str, Any]] = {
-    "lightningdit-micro": {"hidden_size": 64, "depth": 2, "num_heads": 2},
-    "lightningdit-b": {"hidden_size": 768, "depth": 12, "num_heads": 12},
-    "lightningdit-l": {"hidden_size": 1024, "depth": 24, "num_heads": 16},
-    "lightningdit-xl": {"hidden_size": 1152, "depth": 28, "num_heads": 16},
-}
 
 
 def _norm(dim: int, rms: bool) -> nn.Module:

@@ -24,17 +24,8 @@ from timm.layers import Attention
 from torch import Tensor, nn
 
 from specmatch.denoisers.common import AdaLNTokens, unpatchify
+from specmatch.denoisers.presets import SIT_PRESETS
 from specmatch.diffusion.dit import DiTBlock, FinalLayer
-
-#: Width, depth and heads per size; patch size, latent shape and classes come from the recipe and data.
-#: sit-s/b/l/xl are SiT-S/B/L/XL (Ma et al. 2024, Table 1); the micro size is for CPU tests.
-SIT_PRESETS: dict[str, dict[str, Any]] = {
-    "sit-micro": {"hidden_size": 64, "depth": 2, "num_heads": 2},
-    "sit-s": {"hidden_size": 384, "depth": 12, "num_heads": 6},
-    "sit-b": {"hidden_size": 768, "depth": 12, "num_heads": 12},
-    "sit-l": {"hidden_size": 1024, "depth": 24, "num_heads": 16},
-    "sit-xl": {"hidden_size": 1152, "depth": 28, "num_heads": 16},
-}
 
 
 class SiT(AdaLNTokens, nn.Module):

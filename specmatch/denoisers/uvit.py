@@ -30,18 +30,8 @@ from torch import Tensor, nn
 
 from specmatch.denoisers.common import (TokenTaps, check_input, check_num_classes, check_tap, check_time,
                                         check_transformer_size, resolve_labels, unpatchify)
+from specmatch.denoisers.presets import UVIT_PRESETS
 from specmatch.diffusion.dit import timestep_features
-
-#: Width, depth (blocks = depth + 1) and heads per size, after the official configs: uvit-small is
-#: celeba64/cifar10 ``uvit_small``, uvit-mid imagenet64 ``uvit_mid``, uvit-large and uvit-huge imagenet256
-#: ``uvit_large``/``uvit_huge`` (the latter with ``conv=False``). uvit-micro is for CPU tests.
-UVIT_PRESETS: dict[str, dict[str, Any]] = {
-    "uvit-micro": {"hidden_size": 64, "depth": 2, "num_heads": 2, "conv": True},
-    "uvit-small": {"hidden_size": 512, "depth": 12, "num_heads": 8, "conv": True},
-    "uvit-mid": {"hidden_size": 768, "depth": 16, "num_heads": 12, "conv": True},
-    "uvit-large": {"hidden_size": 1024, "depth": 20, "num_heads": 16, "conv": True},
-    "uvit-huge": {"hidden_size": 1152, "depth": 28, "num_heads": 16, "conv": False},
-}
 
 
 class UViTBlock(nn.Module):

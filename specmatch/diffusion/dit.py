@@ -32,6 +32,7 @@ from timm.layers import Attention, Mlp, PatchEmbed
 from torch import Tensor, nn
 
 from specmatch.denoisers.common import condition
+from specmatch.denoisers.presets import DIT_PRESETS
 
 # Width of the sinusoidal time features fed to the time MLP (DiT's value).
 TIME_FREQUENCY_SIZE = 256
@@ -342,19 +343,6 @@ def _check_config(*, input_size: int, in_channels: int, patch_size: int, hidden_
         raise ValueError(f"mlp_ratio must be positive, got {mlp_ratio}")
     if not isinstance(num_classes, int) or num_classes < 0:
         raise ValueError(f"num_classes must be an integer >= 0 (0 = unconditional), got {num_classes!r}")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Presets
-# ---------------------------------------------------------------------------------------------------------
-
-# Width, depth and heads per size; the patch size, latent shape and classes come from the data.
-DIT_PRESETS: dict[str, dict[str, Any]] = {
-    "dit-micro": {"hidden_size": 64, "depth": 2, "num_heads": 2},  # unit tests
-    "dit-tiny": {"hidden_size": 192, "depth": 6, "num_heads": 3},  # CPU demos
-    "dit-s": {"hidden_size": 384, "depth": 12, "num_heads": 6},  # DiT-S / SiT-S
-    "dit-b": {"hidden_size": 768, "depth": 12, "num_heads": 12},  # DiT-B / SiT-B
-}
 
 
 def build_dit(preset: str | None = None, **overrides: Any) -> DiT:

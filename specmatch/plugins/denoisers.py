@@ -2,8 +2,7 @@
 
 Written like a third-party plugin: params classes, torch-free facts (tap depth and the latent geometry each
 family accepts) and lazy factories that import the models from :mod:`specmatch.denoisers`. The preset sizes
-are repeated here as plain data so ``validate`` never imports torch; ``tests/denoisers/test_registration.py``
-keeps them equal to the model modules' presets. See docs/denoisers.md.
+come from :mod:`specmatch.denoisers.presets`, plain data, so ``validate`` never imports torch. See docs/denoisers.md.
 """
 
 from __future__ import annotations
@@ -13,43 +12,9 @@ from typing import Any, Callable, Optional
 import attrs
 
 from specmatch import DenoiserSpec, Facts, ParamError, hookimpl, param
-
-#: specmatch.denoisers.sit.SIT_PRESETS
-SIT_PRESET_SIZES: dict[str, dict[str, Any]] = {
-    "sit-micro": {"hidden_size": 64, "depth": 2, "num_heads": 2},
-    "sit-s": {"hidden_size": 384, "depth": 12, "num_heads": 6},
-    "sit-b": {"hidden_size": 768, "depth": 12, "num_heads": 12},
-    "sit-l": {"hidden_size": 1024, "depth": 24, "num_heads": 16},
-    "sit-xl": {"hidden_size": 1152, "depth": 28, "num_heads": 16},
-}
-#: specmatch.denoisers.uvit.UVIT_PRESETS
-UVIT_PRESET_SIZES: dict[str, dict[str, Any]] = {
-    "uvit-micro": {"hidden_size": 64, "depth": 2, "num_heads": 2, "conv": True},
-    "uvit-small": {"hidden_size": 512, "depth": 12, "num_heads": 8, "conv": True},
-    "uvit-mid": {"hidden_size": 768, "depth": 16, "num_heads": 12, "conv": True},
-    "uvit-large": {"hidden_size": 1024, "depth": 20, "num_heads": 16, "conv": True},
-    "uvit-huge": {"hidden_size": 1152, "depth": 28, "num_heads": 16, "conv": False},
-}
-#: specmatch.denoisers.lightningdit.LIGHTNINGDIT_PRESETS
-LIGHTNINGDIT_PRESET_SIZES: dict[str, dict[str, Any]] = {
-    "lightningdit-micro": {"hidden_size": 64, "depth": 2, "num_heads": 2},
-    "lightningdit-b": {"hidden_size": 768, "depth": 12, "num_heads": 12},
-    "lightningdit-l": {"hidden_size": 1024, "depth": 24, "num_heads": 16},
-    "lightningdit-xl": {"hidden_size": 1152, "depth": 28, "num_heads": 16},
-}
-#: specmatch.denoisers.adm_unet.ADM_PRESETS
-ADM_PRESET_SIZES: dict[str, dict[str, Any]] = {
-    "adm-micro": {"model_channels": 32, "channel_mult": (1, 2), "num_res_blocks": 1, "attention_ds": (2,),
-                  "num_head_channels": 16, "norm_groups": 8},
-    "adm-tiny": {"model_channels": 64, "channel_mult": (1, 2, 2), "num_res_blocks": 2, "attention_ds": (2, 4),
-                 "num_head_channels": 32, "norm_groups": 16},
-    "adm-64": {"model_channels": 192, "channel_mult": (1, 2, 3, 4), "num_res_blocks": 3,
-               "attention_ds": (2, 4, 8), "num_head_channels": 64, "norm_groups": 32},
-    "adm-128": {"model_channels": 256, "channel_mult": (1, 1, 2, 3, 4), "num_res_blocks": 2,
-                "attention_ds": (4, 8, 16), "num_head_channels": 64, "norm_groups": 32},
-    "adm-256": {"model_channels": 256, "channel_mult": (1, 1, 2, 2, 4, 4), "num_res_blocks": 2,
-                "attention_ds": (8, 16, 32), "num_head_channels": 64, "norm_groups": 32},
-}
+from specmatch.denoisers.presets import (ADM_PRESETS as ADM_PRESET_SIZES,
+                                         LIGHTNINGDIT_PRESETS as LIGHTNINGDIT_PRESET_SIZES,
+                                         SIT_PRESETS as SIT_PRESET_SIZES, UVIT_PRESETS as UVIT_PRESET_SIZES)
 
 
 def _size(params: Any, presets: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -6,15 +6,8 @@ from typing import Optional
 import attrs
 
 from specmatch import DenoiserSpec, Facts, ObjectiveSpec, ParamError, SamplerSpec, hookimpl, param
+from specmatch.denoisers.presets import DIT_PRESETS as DIT_PRESET_SIZES
 
-#: Sizes of specmatch.diffusion.dit.DIT_PRESETS as plain data, so validating imports no torch (a test keeps
-#: the two equal).
-DIT_PRESET_SIZES = {
-    "dit-micro": {"hidden_size": 64, "depth": 2, "num_heads": 2},
-    "dit-tiny": {"hidden_size": 192, "depth": 6, "num_heads": 3},
-    "dit-s": {"hidden_size": 384, "depth": 12, "num_heads": 6},
-    "dit-b": {"hidden_size": 768, "depth": 12, "num_heads": 12},
-}
 DIT_PRESET_NAMES = tuple(DIT_PRESET_SIZES)
 
 

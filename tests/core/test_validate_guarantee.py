@@ -139,13 +139,6 @@ def test_core_never_names_a_component():
         assert not used & names, f"{path.name} names {sorted(used & names)}"
 
 
-def test_dit_preset_sizes_match_the_model():
-    from specmatch.diffusion.dit import DIT_PRESETS
-    from specmatch.plugins.diffusion import DIT_PRESET_SIZES
-
-    assert DIT_PRESET_SIZES == DIT_PRESETS
-
-
 # -- item 1: run.name -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["", ".", "..", "../../escaped", "/tmp/abs", "a/b", "a\\\\b", "~x", "a\\u0000b"])

@@ -1,4 +1,4 @@
-"""The denoiser plugin: preset data equal to the models', validate checks the latent geometry without torch,
+"""The denoiser plugin: validate checks the latent geometry without torch,
 and the factories build from ``upstream`` the way the engine calls them."""
 
 from __future__ import annotations
@@ -20,18 +20,6 @@ from specmatch.testing import MINIMAL_RECIPE, invoke_cli
 
 def test_registered_as_a_builtin_plugin():
     assert "specmatch.plugins.denoisers" in BUILTIN_PLUGINS
-
-
-def test_preset_data_equals_the_model_modules():
-    from specmatch.denoisers.adm_unet import ADM_PRESETS
-    from specmatch.denoisers.lightningdit import LIGHTNINGDIT_PRESETS
-    from specmatch.denoisers.sit import SIT_PRESETS
-    from specmatch.denoisers.uvit import UVIT_PRESETS
-
-    assert plugin.SIT_PRESET_SIZES == SIT_PRESETS
-    assert plugin.UVIT_PRESET_SIZES == UVIT_PRESETS
-    assert plugin.LIGHTNINGDIT_PRESET_SIZES == LIGHTNINGDIT_PRESETS
-    assert plugin.ADM_PRESET_SIZES == ADM_PRESETS
 
 
 def problems(tmp_path: Path, denoiser: str, *overrides: str) -> list[str]:
