@@ -350,6 +350,8 @@ def _global_args(ctx: click.Context) -> list[str]:
 @click.option("--output-dir", type=click.Path(file_okay=False),
               help="The study folder (default: runs/<name>): study.json, cells/, logs/, the report.")
 @click.option("--dry-run", is_flag=True, help="Validate every cell, print the matrix and each cell's plan; run nothing.")
+@click.option("--status", is_flag=True, help="Print each cell's status (running cells with their stage and step) "
+                                            "from the study folder; run nothing.")
 @click.option("--executor", default="local", show_default=True, callback=_executor_choice, metavar="local|slurm",
               help="local: cells on this machine, --jobs at a time; slurm: each cell a Slurm job through submitit.")
 @click.option("--jobs", "-j", "parallel", type=click.IntRange(min=1), default=1, show_default=True,
@@ -363,7 +365,7 @@ def _global_args(ctx: click.Context) -> list[str]:
 @click.option("--slurm-time", type=click.IntRange(min=1), help="Time limit per cell in minutes (default: [slurm] "
                                                                "time, 240).")
 @click.pass_context
-def study(ctx: click.Context, study_file: str, output_dir: str | None, dry_run: bool, executor: str,
+def study(ctx: click.Context, study_file: str, output_dir: str | None, dry_run: bool, status: bool, executor: str,
           parallel: int, pattern: str | None, slurm_partition: str | None, slurm_gpus: int | None, slurm_time: int | None) -> None:
     """Run a study: every recipe x seed (x denoiser) cell as a run, complete cells reused, then the report.
 
@@ -382,6 +384,13 @@ def study(ctx: click.Context, study_file: str, output_dir: str | None, dry_run: 
     def load(recipe: Path, overrides):
         return _load(ctx, str(recipe), tuple(overrides))
 
+    if status:
+        from .study.status import render, status_rows
+
+        if not (out / "study.json").is_file():
+            raise SpecmatchError(f"{out} holds no study.json: the study has not started there (--output-dir?)")
+        click.echo(render(status_rows(cells, out, spec.name)))
+        return
     if dry_run:
         from .core.plan import make_plan
 

@@ -88,3 +88,22 @@ def _describe(info: dict) -> str:
         return "holder unknown: it is starting"
     text = f"pid {info['pid']} on {info.get('host', '?')} since {info.get('since', '?')}"
     return f"{text}: {info['command']}" if info.get("command") else text
+
+
+def holder(folder: Path) -> dict | None:
+    """Who holds the lock of ``folder`` now (pid, host, since, command), or None when no process does."""
+    path = RunLayout(Path(folder)).lock
+    if fcntl is None or not path.is_file():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read(fd) or {}
+        except OSError:
+            return None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

@@ -344,6 +344,46 @@ def test_stopping_a_parallel_study_stops_every_running_cell(tmp_path):
             os.kill(pid, 0)  # ended and reaped: no cell runs on behind a stopped study
 
 
+def test_status_reads_the_study_folder_and_names_running_cells(tmp_path):
+    path = write_study(tmp_path, f"""
+name = "st"
+seeds = [0, 1, 2]
+[recipes.a]
+file = "{HERE / 'tiny.toml'}"
+""")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["study", str(path), "--output-dir", str(out), "--status"])
+    assert result.exit_code != 0 and "holds no study.json" in result.output  # not started there
+    state = StudyState(out, "st")
+    study = load_study(path)
+    specs = {s.cell.id: s for s in expand(study, out)}
+    state.record(CellOutcome(cell=specs["a/seed-0"].cell, status="complete", seconds=12.5), key="k")
+    state.record(CellOutcome(cell=specs["a/seed-2"].cell, status="failed", error="boom"))
+    running = specs["a/seed-1"].cell.run_dir
+    running.mkdir(parents=True)
+    (running / "metrics.jsonl").write_text('{"stage": "autoencoder", "step": 2}\n{"stage": "denoiser", "step": 7}\n')
+    hold = ("import sys, time\nfrom pathlib import Path\nfrom specmatch.engine.run_lock import RunLock\n"
+            "with RunLock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(running)], stdout=subprocess.PIPE, text=True,
+                              env=_env())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = CliRunner().invoke(main, ["study", str(path), "--output-dir", str(out), "--status"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("a/")}
+    assert lines["a/seed-0"].split()[1:3] == ["complete", "12.5"]
+    assert "running" in lines["a/seed-1"] and f"denoiser step 7, pid {holder.pid}" in lines["a/seed-1"]
+    assert lines["a/seed-2"].split()[1] == "failed" and "boom" in lines["a/seed-2"]
+    assert "1 complete, 1 failed, 1 running" in result.output
+    # once the holder is gone the cell is what study.json says (pending)
+    again = CliRunner().invoke(main, ["study", str(path), "--output-dir", str(out), "--status"])
+    lines = {line.split()[0]: line.split() for line in again.output.splitlines() if line.startswith("a/")}
+    assert lines["a/seed-1"][1] == "pending"
+
+
 # -- real cells in real processes ---------------------------------------------------------------------------
 
 def _env() -> dict:

@@ -1,0 +1,60 @@
+"""``specmatch study STUDY --status``: where a study stands, read from its folder while it runs or after.
+
+Per cell: the status ``study.json`` records, ``running`` when a process holds the cell's run lock now (with
+the stage and step of the last line of its ``metrics.jsonl``), and the seconds the cell took. Nothing is
+started and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .matrix import CellSpec
+from .state import StudyState
+
+
+def _last_step(run_dir: Path) -> str:
+    """``<stage> step <n>`` of the last progress line of a run's metrics.jsonl ('' when none)."""
+    path = run_dir / "metrics.jsonl"
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 4096))
+            lines = [line for line in f.read().decode("utf-8", "replace").splitlines() if line.strip()]
+        last = json.loads(lines[-1]) if lines else {}
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(last, dict) or "stage" not in last:
+        return ""
+    return f"{last['stage']} step {last['step']}" if "step" in last else str(last["stage"])
+
+
+def status_rows(specs: list[CellSpec], output_dir: Path, name: str) -> list[tuple[str, str, str, str]]:
+    """(cell id, status, seconds, detail) for every cell."""
+    from specmatch.engine.run_lock import holder
+
+    state = StudyState(output_dir, name)
+    rows = []
+    for spec in specs:
+        record = state.recorded(spec.cell.id) or {}
+        status = str(record.get("status") or "pending")
+        seconds = record.get("seconds")
+        detail = str(record.get("error") or "")
+        held = holder(spec.cell.run_dir)
+        if held is not None:
+            status = "running"
+            where = _last_step(spec.cell.run_dir)
+            detail = ", ".join(filter(None, [where, f"pid {held['pid']}" if held.get("pid") else ""]))
+        rows.append((spec.cell.id, status, f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "-", detail))
+    return rows
+
+
+def render(rows: list[tuple[str, str, str, str]]) -> str:
+    table = [("cell", "status", "seconds", "detail"), *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(3)]
+    counts: dict[str, int] = {}
+    for _, status, _, _ in rows:
+        counts[status] = counts.get(status, 0) + 1
+    lines = [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip() for r in table]
+    return "\n".join(lines) + "\n" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
