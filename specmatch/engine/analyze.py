@@ -18,6 +18,8 @@ import torch
 
 from specmatch.core.errors import SpecmatchError
 
+from .checkpoint import write_json_atomic
+
 log = logging.getLogger(__name__)
 
 ANALYSIS_FILE = "analysis.json"
@@ -82,9 +84,19 @@ def analyze_run(run_dir: Path, *, diagnostics: Sequence[str] = (), images: int =
     figures. ``diagnostics``: names added to the recipe's list (``all`` = every registered one)."""
     from specmatch.core.session import get_registry
 
-    from . import build as B
+    from .run_lock import RunLock
 
     registry = registry or get_registry()
+    # it writes into the run folder (analysis.json, figures that evaluation also writes): not beside a run there
+    with RunLock(run_dir, advice="wait for the run to finish, then analyze it"):
+        return _analyze(run_dir, diagnostics=diagnostics, images=images, split=split, overrides=overrides,
+                        registry=registry)
+
+
+def _analyze(run_dir: Path, *, diagnostics: Sequence[str], images: int, split: str, overrides: Sequence[str],
+             registry) -> dict[str, Any]:
+    from . import build as B
+
     names = chosen_diagnostics(run_dir, diagnostics, registry=registry)
     if not names:
         raise SpecmatchError(f"{run_dir}: no diagnostics to run (the recipe lists none; add --diagnostic NAME)")
@@ -113,7 +125,7 @@ def analyze_run(run_dir: Path, *, diagnostics: Sequence[str] = (), images: int =
                                     "figures": list(comp.spec.figures), "seconds": seconds}
         if comp.spec.figures and report:
             diagnostic.write_figures(report, run_dir)
-    (run_dir / ANALYSIS_FILE).write_text(json.dumps(analysis, indent=2))
+    write_json_atomic(run_dir / ANALYSIS_FILE, analysis)  # a killed analyze leaves no half-written file
     return analysis
 
 

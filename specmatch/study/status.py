@@ -44,7 +44,8 @@ def status_rows(specs: list[CellSpec], output_dir: Path, name: str) -> list[tupl
         held = holder(spec.cell.run_dir)
         if held is not None:
             status = "running"
-            where = _last_step(spec.cell.run_dir)
+            command = str(held.get("command", "")).split()
+            where = "analyze" if "analyze" in command else _last_step(spec.cell.run_dir)
             detail = ", ".join(filter(None, [where, f"pid {held['pid']}" if held.get("pid") else ""]))
         rows.append((spec.cell.id, status, f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "-", detail))
     return rows

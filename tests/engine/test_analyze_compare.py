@@ -123,3 +123,24 @@ def test_compare_and_recipes_diff(two_runs):
     assert "regularizers[0].name" in keys and "run.name" in keys and "data.params.resolution" not in keys
     same = invoke("recipes", "diff", str(ROOT / "recipes/cpu/sdvae.toml"), str(ROOT / "recipes/cpu/sdvae.toml"))
     assert "identical" in same
+
+
+def test_analyze_waits_for_no_run_it_refuses_while_one_writes_there(two_runs):
+    """analyze writes into the run folder (analysis.json, figures evaluation also writes): while a run holds the
+    folder's lock it stops with the holder named, and no traceback."""
+    import subprocess
+    import sys
+
+    run = two_runs["sdvae"]
+    hold = ("import sys, time\nfrom pathlib import Path\nfrom specmatch.engine.run_lock import RunLock\n"
+            "with RunLock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run)], stdout=subprocess.PIPE, text=True,
+                              env={"PYTHONPATH": str(ROOT), **__import__("os").environ})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = CliRunner().invoke(main, ["analyze", str(run), "--images", "4"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code != 0 and "in use by another specmatch run" in result.output
+    assert f"pid {holder.pid}" in result.output and "Traceback" not in result.output

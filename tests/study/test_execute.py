@@ -344,7 +344,7 @@ def test_stopping_a_parallel_study_stops_every_running_cell(tmp_path):
             os.kill(pid, 0)  # ended and reaped: no cell runs on behind a stopped study
 
 
-def test_status_reads_the_study_folder_and_names_running_cells(tmp_path):
+def test_status_reads_the_study_folder_and_names_running_cells(tmp_path, monkeypatch):
     path = write_study(tmp_path, f"""
 name = "st"
 seeds = [0, 1, 2]
@@ -378,6 +378,14 @@ file = "{HERE / 'tiny.toml'}"
     assert "running" in lines["a/seed-1"] and f"denoiser step 7, pid {holder.pid}" in lines["a/seed-1"]
     assert lines["a/seed-2"].split()[1] == "failed" and "boom" in lines["a/seed-2"]
     assert "1 complete, 1 failed, 1 running" in result.output
+    # a cell whose folder `specmatch analyze` holds (the study's step after the run) says so
+    from specmatch.study.status import status_rows
+
+    monkeypatch.setattr("specmatch.engine.run_lock.holder",
+                        lambda folder: {"pid": 42, "command": "/x/specmatch/__main__.py analyze /runs/a --images 8"})
+    (row,) = status_rows([specs["a/seed-1"]], out, "st")
+    assert row[1] == "running" and row[3] == "analyze, pid 42"
+    monkeypatch.undo()
     # once the holder is gone the cell is what study.json says (pending)
     again = CliRunner().invoke(main, ["study", str(path), "--output-dir", str(out), "--status"])
     lines = {line.split()[0]: line.split() for line in again.output.splitlines() if line.startswith("a/")}
