@@ -84,11 +84,22 @@ def report_outcomes(run_dirs: list[Path]) -> list[CellOutcome]:
     return outcomes
 
 
+def run_labels(run_dirs: list[Path]) -> list[str]:
+    """Each run's folder name, with as many parent folders as it takes to tell the runs apart (study cells are
+    all named ``seed-0``: ``ae/seed-0``, ``esm/seed-0``)."""
+    parts = [Path(d).resolve().parts for d in run_dirs]
+    for depth in range(1, max((len(p) for p in parts), default=1) + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [str(d) for d in run_dirs]  # the same folder given twice
+
+
 def compare_runs(run_dirs: list[Path]) -> tuple[list[str], list[list[Any]]]:
     """(header, rows): one row per metric, one column per run."""
     columns = [run_metrics(d) for d in run_dirs]
     keys = sorted({k for c in columns for k in c})
-    return ["metric", *[d.name for d in run_dirs]], [[k, *[c.get(k) for c in columns]] for k in keys]
+    return ["metric", *run_labels(run_dirs)], [[k, *[c.get(k) for c in columns]] for k in keys]
 
 
 def diff_recipes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:

@@ -144,3 +144,12 @@ def test_analyze_waits_for_no_run_it_refuses_while_one_writes_there(two_runs):
         holder.wait()
     assert result.exit_code != 0 and "in use by another specmatch run" in result.output
     assert f"pid {holder.pid}" in result.output and "Traceback" not in result.output
+
+
+def test_compare_labels_runs_by_as_much_of_their_path_as_tells_them_apart(tmp_path):
+    from specmatch.compare import run_labels
+
+    study = tmp_path / "cells"
+    runs = [study / "ae" / "seed-0", study / "esm" / "seed-0", study / "esm" / "seed-1"]
+    assert run_labels(runs) == ["ae/seed-0", "esm/seed-0", "esm/seed-1"]
+    assert run_labels([tmp_path / "a", tmp_path / "b"]) == ["a", "b"]
