@@ -194,11 +194,39 @@ def test_shards_hold_whole_encode_batches():
     assert rows % 256 == 0 and LC.cache_bytes(rows, (16, 16, 16)) <= LC.SHARD_BYTES
 
 
-def test_a_cache_another_run_is_building_stops_with_the_holder_named(tmp_path):
-    from specmatch.core.errors import SpecmatchError
+def test_a_run_that_finds_the_cache_being_built_waits_then_reuses_it(tmp_path, caplog):
+    """Two denoisers on one autoencoder started together (study --jobs, cluster jobs): the second waits for the
+    builder's lock instead of failing, then finds the cache complete and encodes nothing."""
+    import os
+    import shutil
+    import threading
+    import time
+
     from specmatch.engine.run_lock import RunLock
 
+    finished = tmp_path / "finished"
+    build(finished, TinyAutoencoder())  # what the other run's build leaves behind
     folder = tmp_path / "cache"
-    with RunLock(folder):  # another run holds the cache's lock
-        with pytest.raises(SpecmatchError, match="in use by another specmatch run .*latent_cache = 'memory'"):
-            build(folder, TinyAutoencoder())
+    other = RunLock(folder)  # the other run holds the cache (flock: another open file, so this process waits too)
+    other.__enter__()
+    done = threading.Event()
+    try:
+        with caplog.at_level(logging.INFO):
+            waiter = threading.Thread(target=lambda: (build(folder, TinyAutoencoder()), done.set()), daemon=True)
+            waiter.start()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any("waiting for it" in r.getMessage()
+                                                          for r in caplog.records):
+                time.sleep(0.05)
+            assert any(f"pid {os.getpid()}" in r.getMessage() and "waiting for it" in r.getMessage()
+                       for r in caplog.records)
+            assert not done.is_set()  # nothing done while the other run held the cache
+            for path in finished.iterdir():  # the other run's build completes ...
+                if path.name != ".lock":
+                    shutil.copy(path, folder / path.name)
+            other.__exit__(None, None, None)  # ... and it releases the cache
+            assert done.wait(timeout=120)
+    finally:
+        other.__exit__(None, None, None)
+    assert any("reused" in r.getMessage() for r in caplog.records)  # found complete: nothing encoded
+    assert files(folder) == files(finished)
