@@ -560,6 +560,11 @@ def test_slurm_without_submitit_is_a_clear_error(tmp_path, monkeypatch):
     assert "Error: --executor slurm needs submitit" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(main, ["study", str(path), "--executor", "pbs"])
     assert result.exit_code == 2 and "expected local or slurm" in result.output
+    # --jobs is the local executor's; with slurm every cell is its own job
+    result = CliRunner().invoke(main, ["study", str(path), "--output-dir", str(tmp_path / "o"), "--executor", "slurm",
+                                       "--jobs", "2"])
+    assert result.exit_code == 1 and "--jobs applies to --executor local" in result.output
+    assert not (tmp_path / "o" / "cells").exists()  # nothing ran
 
 
 def test_a_retrained_autoencoder_invalidates_the_cells_that_reuse_it(tmp_path):
