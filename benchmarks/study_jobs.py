@@ -56,8 +56,9 @@ def main() -> None:
         study = study_file(folder, args.cells, args.steps, args.preset)
         one = timed_study(study, folder / "one", 1)
         side = timed_study(study, folder / "side", args.jobs)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"{args.cells} cells ({args.preset}, {args.steps} autoencoder steps each) on {cores} cores")
+    from specmatch.study.executors import available_cores
+
+    print(f"{args.cells} cells ({args.preset}, {args.steps} autoencoder steps each) on {available_cores()} cores")
     print(f"--jobs 1: {one:.1f} s   --jobs {args.jobs}: {side:.1f} s   "
           f"ratio (one after another / side by side): {one / side:.2f}")
 

@@ -366,7 +366,8 @@ def _global_args(ctx: click.Context) -> list[str]:
                                                                "time, 240).")
 @click.pass_context
 def study(ctx: click.Context, study_file: str, output_dir: str | None, dry_run: bool, status: bool, executor: str,
-          parallel: int, pattern: str | None, slurm_partition: str | None, slurm_gpus: int | None, slurm_time: int | None) -> None:
+          parallel: int, pattern: str | None, slurm_partition: str | None, slurm_gpus: int | None,
+          slurm_time: int | None) -> None:
     """Run a study: every recipe x seed (x denoiser) cell as a run, complete cells reused, then the report.
 
     A failing cell is reported and the others go on; the exit code is 1 when any cell failed. Rerunning the
@@ -560,15 +561,10 @@ def stats(ctx: click.Context, source: str, output: str, split: str, images: int 
     from .engine.reference_stats import dataset_from_source, dataset_statistics, recipe_preprocessing
     from .metrics.reference import write_reference
 
-    resolved = []
-
-    def load(path):
-        resolved.append(_load(ctx, str(path), overrides))
-        return resolved[-1]
-
-    dataset = dataset_from_source(src, split, resolution, load)
+    recipe = _load(ctx, str(src), overrides) if src.suffix == ".toml" else None
+    dataset = dataset_from_source(src, split, resolution, recipe)
     # a recipe's file must hold what its own evaluation would compute; --protocol/--feature-network override
-    prep = recipe_preprocessing(resolved[0] if resolved else None, protocol, feature_network)
+    prep = recipe_preprocessing(recipe, protocol, feature_network)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     network, why_not = load_feature_network(prep.feature_network, prep.network_dir, device, prep.network_sha256)
     if network is None:

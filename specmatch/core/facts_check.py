@@ -8,13 +8,12 @@ same checks as a built-in one by declaring its facts. Nothing here imports torch
 from __future__ import annotations
 
 import importlib.util
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .errors import ParamError, Problem
+from .init_source import resolve_path
 from .specs import BuildContext, Facts, default_adaptive_layer
 from .structure import join
 
@@ -129,11 +128,6 @@ def _check_denoiser(resolved: "ResolvedRecipe", facts: dict[str, Facts]) -> list
     return problems
 
 
-def _resolve(path: str, recipe_dir: Path) -> Path:
-    p = Path(path).expanduser()
-    return Path(os.path.normpath(p if p.is_absolute() else recipe_dir / p))
-
-
 def _check_files(resolved: "ResolvedRecipe", facts: dict[str, Facts]) -> list[Problem]:
     """Every file a component will read, and the FID network, exist now rather than after training."""
     problems = []
@@ -142,7 +136,7 @@ def _check_files(resolved: "ResolvedRecipe", facts: dict[str, Facts]) -> list[Pr
         for need in fact.files:
             if not need.path or "\0" in need.path:
                 continue
-            target = _resolve(need.path, resolved.recipe_dir)
+            target = resolve_path(need.path, resolved.recipe_dir)
             ok = target.is_dir() if need.folder else target.is_file()
             if not ok:
                 kind = "folder" if need.folder else "file"
@@ -150,8 +144,9 @@ def _check_files(resolved: "ResolvedRecipe", facts: dict[str, Facts]) -> list[Pr
                                                                       f"exist"))
     for key in ("feature_network", "reference"):
         value = getattr(resolved.recipe.evaluation, key)
-        if value and "\0" not in value and not _resolve(value, resolved.recipe_dir).is_file():
-            problems.append(Problem(f"evaluation.{key}", f"file {_resolve(value, resolved.recipe_dir)} does not exist"))
+        if value and "\0" not in value and not resolve_path(value, resolved.recipe_dir).is_file():
+            problems.append(Problem(f"evaluation.{key}",
+                                    f"file {resolve_path(value, resolved.recipe_dir)} does not exist"))
     return problems
 
 

@@ -16,7 +16,8 @@ component those tables name, this fingerprint:
 
 Files outside those (data files, other installed packages) are not hashed. Besides the code, a stage key
 holds the sha256 of every weights file its components declare they read (``Facts.files`` entries that are
-files, not folders; a dataset's files excepted), so new weights under an old file name re-run the stage.
+files, not folders; a dataset's files excepted), so new weights under an old file name re-run the stage
+(each file read once per process: :func:`specmatch.core.init_source.sha256_of`).
 Nothing here imports torch.
 """
 
@@ -28,7 +29,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .init_source import resolve_path, sha256_of
 from .spec_checks import find_module_spec
+from .specs import BuildContext
 
 
 def _module_file(ref: Any) -> Path | None:
@@ -91,27 +94,9 @@ def fingerprint(spec: Any) -> dict[str, Any]:
     return out
 
 
-_SHA256_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file, computed once per process for a given (path, size, modification time)."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _SHA256_CACHE:
-        from .init_source import sha256_of
-
-        _SHA256_CACHE[key] = sha256_of(path)
-    return _SHA256_CACHE[key]
-
-
 def weight_files(resolved: Any, path: str) -> list[Path]:
     """The files (not folders) a component declares it reads (``Facts.files``) that exist now, except a
     dataset's: the weights whose bytes decide what the component computes."""
-    import os
-
-    from .specs import BuildContext
-
     comp = resolved.components[path]
     if comp.kind == "data":  # data files can be huge; a dataset is keyed by its table (docs/engine.md)
         return []
@@ -123,8 +108,7 @@ def weight_files(resolved: Any, path: str) -> list[Path]:
     for need in getattr(facts, "files", ()) or ():
         if need.folder or not need.path or "\0" in need.path:
             continue
-        target = Path(need.path).expanduser()
-        target = Path(os.path.normpath(target if target.is_absolute() else Path(resolved.recipe_dir) / target))
+        target = resolve_path(need.path, Path(resolved.recipe_dir))
         if target.is_file():
             out.append(target)
     return out
@@ -141,5 +125,5 @@ def components_hash(resolved: Any, paths: list[str]) -> str:
         parts[p] = fingerprint(resolved.components[p].spec)
         files = weight_files(resolved, p)
         if files:  # only then: keys of components that read no file stay as they were
-            parts[p] = [parts[p], sorted(file_sha256(f) for f in files)]
+            parts[p] = [parts[p], sorted(sha256_of(f) for f in files)]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

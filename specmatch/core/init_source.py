@@ -71,9 +71,18 @@ def weights_file(value: str, recipe_dir: Path) -> tuple[Path, str]:
                          f"AutoencoderKL folder; {path} does not exist")
 
 
+_SHA256: dict[tuple[str, int, int], str] = {}
+
+
 def sha256_of(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    """The file's sha256, read once per process for a given (path, size, modification time): every plan of a
+    study hashes the same weights files."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA256:
+        with path.open("rb") as f:
+            _SHA256[key] = hashlib.file_digest(f, "sha256").hexdigest()
+    return _SHA256[key]
 
 
 def init_source(value: str, recipe_dir: Path) -> InitSource | None:

@@ -107,3 +107,11 @@ def curve_figure(path, x: list[float], panels: list[tuple[str, list[float]]], *,
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def psnr_rfid_panels(entries: dict[str, dict[str, float]], keys: list[str]) -> list[tuple[str, list[float]]]:
+    """The curves of a sweep diagnostic: PSNR over ``keys``, and rFID when every entry has it."""
+    panels = [("PSNR (dB)", [entries[k]["psnr"] for k in keys])]
+    if all("rfid" in entries[k] for k in keys):
+        panels.append(("rFID", [entries[k]["rfid"] for k in keys]))
+    return panels

@@ -17,7 +17,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .common import LazyFeatures, curve_figure, decode_latents, encode_latents, frechet_of, mean_psnr
+from .common import (LazyFeatures, curve_figure, decode_latents, encode_latents, frechet_of, mean_psnr,
+                     psnr_rfid_panels)
 
 
 class LowpassRFID:
@@ -63,10 +64,8 @@ class LowpassRFID:
         if not levels:
             return
         ks = sorted(levels, key=int)
-        panels = [("PSNR (dB)", [levels[k]["psnr"] for k in ks])]
-        if all("rfid" in levels[k] for k in ks):
-            panels.append(("rFID", [levels[k]["rfid"] for k in ks]))
-        curve_figure(Path(folder) / self.figure, [int(k) for k in ks], panels, xlabel="mask level k",
+        curve_figure(Path(folder) / self.figure, [int(k) for k in ks], psnr_rfid_panels(levels, ks),
+                     xlabel="mask level k",
                      title=f"decode(lowpass_k z) vs lowpass_k x, block {report['settings']['block_size']}, "
                            f"N={report['n']}")
 

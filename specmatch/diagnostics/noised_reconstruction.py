@@ -15,7 +15,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .common import LazyFeatures, curve_figure, decode_latents, encode_latents, frechet_of, mean_psnr
+from .common import (LazyFeatures, curve_figure, decode_latents, encode_latents, frechet_of, mean_psnr,
+                     psnr_rfid_panels)
 
 
 class NoisedReconstruction:
@@ -61,10 +62,8 @@ class NoisedReconstruction:
         if not sigmas:
             return
         keys = sorted(sigmas, key=float)
-        panels = [("PSNR (dB)", [sigmas[s]["psnr"] for s in keys])]
-        if all("rfid" in sigmas[s] for s in keys):
-            panels.append(("rFID", [sigmas[s]["rfid"] for s in keys]))
-        curve_figure(Path(folder) / self.figure, [float(s) for s in keys], panels, xlabel="sigma (x latent std)",
+        curve_figure(Path(folder) / self.figure, [float(s) for s in keys], psnr_rfid_panels(sigmas, keys),
+                     xlabel="sigma (x latent std)",
                      title=f"decode(z + sigma std_z eps) vs x, N={report['n']}")
 
     def scalars(self, report: dict[str, Any]) -> dict[str, float]:

@@ -41,25 +41,24 @@ def recipe_preprocessing(resolved: Any | None, protocol: str | None, feature_net
     options, None when not given) replace the recipe's. Without a recipe: the protocol's values (custom: none)."""
     from specmatch.metrics.protocols import PROTOCOLS, effective
 
-    network_dir = Path.cwd()
-    if resolved is not None and protocol is None:
+    if resolved is not None and protocol is None:  # the recipe's own evaluation settings
         ev = effective(resolved.recipe.evaluation)
-        pinned = PROTOCOLS[ev.protocol]
-        network = ev.feature_network if feature_network is None else feature_network
-        if feature_network is None:
-            network_dir = Path(resolved.recipe_dir)
-        return Preprocessing(protocol=ev.protocol, quantize_uint8=bool(ev.quantize_uint8),
-                             jpeg_quality=int(ev.jpeg_quality or 0), feature_network=network or "",
-                             network_dir=network_dir, network_sha256=pinned.feature_network_sha256)
-    pinned = PROTOCOLS[protocol or "custom"]
-    return Preprocessing(protocol=pinned.name, quantize_uint8=bool(pinned.quantize_uint8),
-                         jpeg_quality=int(pinned.jpeg_quality or 0), feature_network=feature_network or "",
-                         network_dir=network_dir, network_sha256=pinned.feature_network_sha256)
+        name, quantize, jpeg = ev.protocol, ev.quantize_uint8, ev.jpeg_quality
+        own_network = feature_network is None
+        network = ev.feature_network if own_network else feature_network
+        network_dir = Path(resolved.recipe_dir) if own_network else Path.cwd()
+    else:
+        pinned = PROTOCOLS[protocol or "custom"]
+        name, quantize, jpeg = pinned.name, pinned.quantize_uint8, pinned.jpeg_quality
+        network, network_dir = feature_network, Path.cwd()
+    return Preprocessing(protocol=name, quantize_uint8=bool(quantize), jpeg_quality=int(jpeg or 0),
+                         feature_network=network or "", network_dir=network_dir,
+                         network_sha256=PROTOCOLS[name].feature_network_sha256)
 
 
-def dataset_from_source(source: Path, split: str, resolution: int, registry_load: Any) -> Any:
-    """The images of a recipe's ``[data]`` table (``source`` is a .toml file), of an image folder, or of an ADM
-    batch (``arr_0`` of an ``.npz``)."""
+def dataset_from_source(source: Path, split: str, resolution: int, recipe: Any = None) -> Any:
+    """The images of a recipe's ``[data]`` table (``source`` is a .toml file, ``recipe`` its resolved recipe), of
+    an image folder, or of an ADM batch (``arr_0`` of an ``.npz``)."""
     if source.suffix == ".npz" and source.is_file():
         from specmatch.data.npz_images import NpzImages
 
@@ -71,8 +70,7 @@ def dataset_from_source(source: Path, split: str, resolution: int, registry_load
                                   test_fraction=0.0, seed=0)
     from . import build as B
 
-    resolved = registry_load(source)
-    data = B.build(resolved.component("data"), B.context(resolved, Path("."), {}))
+    data = B.build(recipe.component("data"), B.context(recipe, Path("."), {}))
     return data[split]
 
 

@@ -2,8 +2,9 @@
 
 A second run on the same folder fails at once, naming the holder (pid, host, start time, command), instead of
 mixing its weights and metrics with the first run's. A shared resource that several runs use (the latent
-cache in an autoencoder's folder) locks with ``wait=True`` instead: the second run waits for the first. The lock is ``fcntl.flock``: the kernel releases it when
-the holding process exits or is killed, so a stale ``.lock`` file from a killed run never blocks.
+cache in an autoencoder's folder) locks with ``wait=True`` instead: the second run waits for the first. The
+lock is ``fcntl.flock``: the kernel releases it when the holding process exits or is killed, so a stale
+``.lock`` file from a killed run never blocks.
 """
 
 from __future__ import annotations

@@ -195,10 +195,12 @@ class StudyRun:
     def reference_jobs(self) -> list[Job]:
         """With ``reference_images``: the `specmatch stats` job of each reference file the selected cells need
         and that does not exist yet. One file per data table and evaluation preprocessing (its name hashes
-        them, so a changed table gets a new file); cells without generation need none."""
+        them, so a changed table gets a new file); cells without generation (or with ``frechet = false``)
+        need none."""
         n = self.study.reference_images
         if not n:
             return []
+        from specmatch.core.init_source import resolve_path
         from specmatch.metrics.protocols import effective
 
         jobs: dict[Path, Job] = {}
@@ -208,11 +210,9 @@ class StudyRun:
             except SpecmatchError:
                 continue  # reported when the cell is prepared
             ev = effective(resolved.recipe.evaluation)
-            if not ev.num_samples:
+            if not (ev.num_samples and ev.frechet):  # no generation metrics on the reference
                 continue
-            network = ev.feature_network
-            if network and not Path(network).expanduser().is_absolute():
-                network = str(Path(resolved.recipe_dir) / network)
+            network = str(resolve_path(ev.feature_network, Path(resolved.recipe_dir))) if ev.feature_network else ""
             key = _hash(resolved.section_hash("data"), ev.protocol, str(ev.quantize_uint8), str(ev.jpeg_quality),
                         network, str(n), str(ev.feature_subset))
             file = (self.output_dir / REFERENCE_FOLDER / f"{key}.npz").resolve()

@@ -88,8 +88,12 @@ def thread_env(parallel: int) -> dict[str, str] | None:
     cores as ``OMP_NUM_THREADS`` (which torch reads at start), unless the user set it. None: inherit as is."""
     if parallel <= 1 or "OMP_NUM_THREADS" in os.environ:
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // parallel))}
+    return {**os.environ, "OMP_NUM_THREADS": str(max(1, available_cores() // parallel))}
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class _Stopped(Exception):

@@ -166,6 +166,23 @@ def test_reference_statistics_are_computed_once_and_given_to_every_cell(tmp_path
     assert all(f'evaluation.reference="{file.resolve()}"' in j.argv for j in again.jobs)
 
 
+def test_cells_without_generation_metrics_need_no_reference(tmp_path):
+    path = write_study(tmp_path, f"""
+name = "nogen"
+seeds = [0]
+reference_images = 16
+[recipes.a]
+file = "{HERE / 'tiny.toml'}"
+[denoisers.d1]
+file = "{HERE / 'tiny-denoiser.toml'}"
+""")  # tiny-denoiser.toml samples but sets frechet = false; tiny.toml alone samples nothing
+    study = load_study(path)
+    out = tmp_path / "out"
+    run = StudyRun(study, expand(study, out), output_dir=out, load=loader, executor=FakeExecutor(), global_args=[],
+                   echo=lambda line: None)
+    assert run.reference_jobs() == [] and run.reference_of == {}
+
+
 def test_each_data_table_gets_its_own_reference_and_a_failed_one_stops_only_its_cells(tmp_path):
     other = '[recipes.c]\nbase = "a"\noverrides = ["data.params.num_images=24"]'
     study = load_study(_reference_study(tmp_path, other))
