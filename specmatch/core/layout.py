@@ -9,6 +9,7 @@
     RUN/autoencoder/latent_cache/               the denoiser's disk latent cache: index.json, moments_NNNNN.npy,
                                                 labels_NNNNN.npy (engine/latent_cache.py)
     RUN/denoiser/model.safetensors  ema.safetensors  stage.json  checkpoints/step_NNNNNNNNN/
+    RUN/evaluation/statistics.safetensors       the evaluation's partial statistics, cursor and stage key
 
 Core, the engine, ``analyze`` and ``compare`` all ask this module; none of them builds these paths itself.
 """
@@ -88,6 +89,11 @@ class RunLayout:
     def latent_cache(self) -> Path:
         """The disk cache of posterior moments, shared by every denoiser trained on this autoencoder."""
         return self.autoencoder / "latent_cache"
+
+    @property
+    def evaluation_statistics(self) -> Path:
+        """The evaluation's saved statistics: what a killed evaluation continues from, and its progress."""
+        return self.root / "evaluation" / "statistics.safetensors"
 
     def stage_folder(self, stage: str) -> Path:
         """The folder of a stage's outputs (evaluation writes into the run folder itself)."""

@@ -28,8 +28,6 @@ from .checkpoint import atomic_write, safetensors_problem
 
 log = logging.getLogger(__name__)
 
-STATISTICS_FILE = "statistics.safetensors"
-
 #: a batch of one pass: the global item indices this process handled and named image sets ("real", "fake")
 Batch = tuple[list[int], dict[str, Tensor]]
 #: (start, stop) -> this process's batches of the items start..stop-1
@@ -97,21 +95,30 @@ class EvaluationStream:
                 self.acc[f"{name}.{metric}"].update(obj.per_image(prepared["real"], prepared["fake"]))
 
     def run_pass(self, name: str, produce: Producer, *, chunk: int, save: Callable[[], None],
-                 on_chunk: Callable[[str, int], None] | None = None) -> None:
-        """Items ``cursor[name] .. size - 1`` in chunks of ``chunk``; ``save()`` after each chunk."""
+                 on_chunk: Callable[[str, int], None] | None = None, progress: bool = False,
+                 world: int = 1) -> None:
+        """Items ``cursor[name] .. size - 1`` in chunks of ``chunk``; ``save()`` after each chunk. ``progress``
+        shows a bar of the items done over all ``world`` processes (on the process that should print)."""
+        from tqdm.auto import tqdm
+
         size = self.passes[name][0]
         start = self.cursor[name]
         if start:
             log.info(f"[evaluation] {name}: resuming after {start} of {size} items")
-        while start < size:
-            stop = min(size, start + chunk)
-            for items, images in produce(start, stop):
-                self.consume(name, items, images)
-            self.cursor[name] = stop
-            save()
-            if on_chunk is not None:
-                on_chunk(name, stop)
-            start = stop
+        with tqdm(total=size, initial=start, desc=f"evaluation {name}", disable=not progress or start >= size,
+                  dynamic_ncols=True) as bar:
+            while start < size:
+                stop = min(size, start + chunk)
+                for items, images in produce(start, stop):
+                    self.consume(name, items, images)
+                    bar.update(min(len(items) * world, stop - bar.n))  # the others' batches are as large
+                self.cursor[name] = stop
+                save()
+                bar.n = stop
+                bar.refresh()
+                if on_chunk is not None:
+                    on_chunk(name, stop)
+                start = stop
 
     # -- totals, saving and loading -------------------------------------------------------------------------
 
@@ -142,7 +149,8 @@ class EvaluationStream:
 
         tensors = self.reduced(accelerator)
         if accelerator.is_main_process:
-            meta = {"key": key, "cursor": json.dumps(self.cursor)}
+            sizes = {name: size for name, (size, _) in self.passes.items()}
+            meta = {"key": key, "cursor": json.dumps(self.cursor), "sizes": json.dumps(sizes)}
             with atomic_write(path) as tmp:
                 save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
         accelerator.wait_for_everyone()

@@ -1,8 +1,8 @@
 """``specmatch study STUDY --status``: where a study stands, read from its folder while it runs or after.
 
 Per cell: the status ``study.json`` records, ``running`` when a process holds the cell's run lock now (with
-the stage and step of the last line of its ``metrics.jsonl``), and the seconds the cell took. Nothing is
-started and nothing is written.
+the stage and step of the last line of its ``metrics.jsonl``, or the evaluation pass and the items it has
+done), and the seconds the cell took. Nothing is started and nothing is written.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from specmatch.core.layout import RunLayout
+
 from .matrix import CellSpec
 from .state import StudyState
 
 
-def _last_step(run_dir: Path) -> str:
-    """``<stage> step <n>`` of the last progress line of a run's metrics.jsonl ('' when none)."""
-    path = run_dir / "metrics.jsonl"
+def _last_row(path: Path) -> dict:
+    """The last complete JSON line of a metrics.jsonl ({} when none)."""
     try:
         with path.open("rb") as f:
             f.seek(0, 2)
@@ -24,10 +25,42 @@ def _last_step(run_dir: Path) -> str:
             lines = [line for line in f.read().decode("utf-8", "replace").splitlines() if line.strip()]
         last = json.loads(lines[-1]) if lines else {}
     except (OSError, ValueError):
+        return {}
+    return last if isinstance(last, dict) else {}
+
+
+def _evaluation_progress(path: Path) -> str:
+    """``evaluation <pass> <done>/<total>`` from the cursor saved with the evaluation statistics ('' if none)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        cursor, sizes = json.loads(meta["cursor"]), json.loads(meta.get("sizes", "{}"))
+    except Exception:  # noqa: BLE001 - absent, being replaced, or written before sizes were saved
         return ""
-    if not isinstance(last, dict) or "stage" not in last:
+    for name, size in sizes.items():
+        if cursor.get(name, 0) < size:
+            return f"evaluation {name} {cursor.get(name, 0)}/{size}"
+    return "evaluation: metrics and diagnostics"
+
+
+def _where(run_dir: Path) -> str:
+    """Where a running cell is: ``<stage> step <n>`` of the last line of its metrics.jsonl, or the evaluation
+    pass and items done once training is over ('' when nothing is written yet)."""
+    layout = RunLayout(run_dir)
+    stats, curves = layout.evaluation_statistics, layout.curves
+    if stats.is_file() and (not curves.is_file() or stats.stat().st_mtime >= curves.stat().st_mtime):
+        progress = _evaluation_progress(stats)
+        if progress:
+            return progress
+    last = _last_row(curves)
+    if "stage" not in last:
         return ""
-    return f"{last['stage']} step {last['step']}" if "step" in last else str(last["stage"])
+    stage = str(last["stage"])
+    if layout.completed_key(stage):  # that stage is over; nothing logs steps until the next one does
+        return "evaluation" if stage == "denoiser" else f"{stage} complete"
+    return f"{stage} step {last['step']}" if "step" in last else stage
 
 
 def status_rows(specs: list[CellSpec], output_dir: Path, name: str) -> list[tuple[str, str, str, str]]:
@@ -45,7 +78,7 @@ def status_rows(specs: list[CellSpec], output_dir: Path, name: str) -> list[tupl
         if held is not None:
             status = "running"
             command = str(held.get("command", "")).split()
-            where = "analyze" if "analyze" in command else _last_step(spec.cell.run_dir)
+            where = "analyze" if "analyze" in command else _where(spec.cell.run_dir)
             detail = ", ".join(filter(None, [where, f"pid {held['pid']}" if held.get("pid") else ""]))
         rows.append((spec.cell.id, status, f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "-", detail))
     return rows

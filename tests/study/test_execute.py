@@ -409,6 +409,58 @@ file = "{HERE / 'tiny.toml'}"
     assert lines["a/seed-1"][1] == "pending"
 
 
+def test_status_of_a_running_cell_follows_it_into_the_evaluation(tmp_path, monkeypatch):
+    """After training the status names the evaluation, then its pass and items done from the saved cursor."""
+    import torch
+
+    from specmatch.core.layout import RunLayout
+    from specmatch.engine.evaluation_stream import EvaluationStream
+    from specmatch.study.status import status_rows
+
+    path = write_study(tmp_path, f"""
+name = "st"
+seeds = [0]
+[recipes.a]
+file = "{HERE / 'tiny.toml'}"
+""")
+    out = tmp_path / "out"
+    (spec,) = expand(load_study(path), out)
+    layout = RunLayout(spec.cell.run_dir)
+    layout.denoiser.mkdir(parents=True)
+    layout.curves.write_text('{"stage": "denoiser", "step": 600}\n')
+    monkeypatch.setattr("specmatch.engine.run_lock.holder", lambda folder: {"pid": 7, "command": "specmatch run"})
+    assert status_rows([spec], out, "st")[0][3] == "denoiser step 600, pid 7"
+    (layout.denoiser / "stage.json").write_text('{"key": "k"}')  # the denoiser finished
+    assert status_rows([spec], out, "st")[0][3] == "evaluation, pid 7"
+
+    class OneProcess:
+        num_processes, is_main_process = 1, True
+
+        def wait_for_everyone(self):
+            pass
+
+    stream = EvaluationStream(passes={"reconstruction": (4, ("real", "fake")), "generation": (10, ("fake",))},
+                              per_image={}, features=None, feature_dim=0, subset=0, seed=0, image_shape=(3, 2, 2),
+                              grid=0)
+    def produce(start, stop):
+        images = torch.zeros(stop - start, 3, 2, 2)
+        yield list(range(start, stop)), {"real": images, "fake": images}
+
+    save = lambda: stream.save(layout.evaluation_statistics, "key", OneProcess())  # noqa: E731
+    stream.run_pass("reconstruction", produce, chunk=2, save=save)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_4(name, done):
+        if done >= 4:
+            raise Killed
+
+    with pytest.raises(Killed):  # killed after 4 of 10 samples
+        stream.run_pass("generation", produce, chunk=2, save=save, on_chunk=kill_after_4)
+    assert status_rows([spec], out, "st")[0][3] == "evaluation generation 4/10, pid 7"
+
+
 # -- real cells in real processes ---------------------------------------------------------------------------
 
 def _env() -> dict:

@@ -22,7 +22,7 @@ from specmatch.metrics.protocols import PROTOCOLS, effective
 
 from .. import evaluation as E
 from ..data import shard_indices
-from ..evaluation_stream import STATISTICS_FILE, EvaluationStream
+from ..evaluation_stream import EvaluationStream
 from ..contracts import check_objective
 from ..run_context import RunContext
 from .denoiser import DenoiserResult
@@ -111,8 +111,7 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
         subset=ev.feature_subset, seed=run.seed("feature_subset"), image_shape=image_shape,
         grid=ev.sample_grid,
         prepare=lambda x: _protocol_images(x, ev), streams=streams)
-    folder = run.layout.root / "evaluation"
-    path = folder / STATISTICS_FILE
+    path = run.layout.evaluation_statistics
     key = run.plan.stage("evaluation").key
     if run.resume and stream.load(path, key, acc):
         log.info(f"[evaluation] continuing from the statistics saved in {path}")
@@ -122,6 +121,7 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
 
     bs = ev.batch_size
     rank, world = acc.process_index, acc.num_processes
+    shown = {"progress": acc.is_local_main_process, "world": world}  # one bar per machine, of all items
     rec_seed = run.seed("reconstruction")
 
     def reconstructions(start: int, stop: int) -> Iterator:
@@ -132,7 +132,7 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
             y = E.reconstruct_batch(autoencoder, x, items, latent=ev.reconstruction_latent, seed=rec_seed)
             yield items, {"real": x.float(), "fake": y.float()}
 
-    stream.run_pass(RECONSTRUCTION, reconstructions, chunk=ev.checkpoint_every, save=save, on_chunk=on_chunk)
+    stream.run_pass(RECONSTRUCTION, reconstructions, chunk=ev.checkpoint_every, save=save, on_chunk=on_chunk, **shown)
 
     if REFERENCE in passes:
         picks = E.reference_indices(len(train_set), passes[REFERENCE][0], run.seed("fid_reference"))
@@ -143,7 +143,7 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
                 items = mine[s:s + bs]
                 yield items, {"real": torch.stack([train_set[picks[i]][0] for i in items]).to(acc.device)}
 
-        stream.run_pass(REFERENCE, reference, chunk=ev.checkpoint_every, save=save, on_chunk=on_chunk)
+        stream.run_pass(REFERENCE, reference, chunk=ev.checkpoint_every, save=save, on_chunk=on_chunk, **shown)
 
     if generating:
         sampler = run.build("sampler")
@@ -163,13 +163,15 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
                             num_classes=num_classes)
 
         def samples(start: int, stop: int) -> Iterator:
-            chunk = _generate_chunk(start, stop)
-            mine = shard_indices(stop - start, rank, world)
-            for s in range(0, len(mine), bs):
-                rows = mine[s:s + bs]
-                yield [start + i for i in rows], {"fake": chunk[rows]}
+            # one batch per process at a time: memory stays at a batch of decoded images, whatever the chunk
+            for first in range(start, stop, bs * world):
+                last = min(stop, first + bs * world)
+                images = _generate_chunk(first, last)
+                rows = shard_indices(last - first, rank, world)
+                if rows:
+                    yield [first + i for i in rows], {"fake": images[rows]}
 
-        stream.run_pass(GENERATION, samples, chunk=ev.checkpoint_every, save=save, on_chunk=on_chunk)
+        stream.run_pass(GENERATION, samples, chunk=ev.checkpoint_every, save=save, on_chunk=on_chunk, **shown)
 
     total = stream.totals(acc)
     provenance: dict[str, dict[str, Any]] = {}
