@@ -2,6 +2,8 @@
 
 Cells run in two waves: the cells that train their own autoencoder, then the cells that take an autoencoder
 from another cell (``autoencoder.from_run``), whose recipe can only be checked once that autoencoder exists.
+Within a wave the first seed of every recipe runs before the second seed of any (:func:`matrix.run_order`),
+so a study stopped early already compares every recipe.
 Each cell is the ``specmatch run`` command of its recipe and overrides in its own process (so the engine's
 reuse, resume and run lock apply as they do to any run); this module decides what to start, records every
 outcome in ``study.json`` and prints the summary.
@@ -20,7 +22,7 @@ from specmatch.core.layout import MARKER_FILE, RunLayout
 
 from .cells import CellOutcome
 from .executors import Job, JobResult, python_command
-from .matrix import CellSpec, Loader
+from .matrix import CellSpec, Loader, run_order
 from .schema import Study, toml_inline
 from .state import StudyState
 
@@ -245,7 +247,8 @@ class StudyRun:
         copy = self.output_dir / "study.toml"
         if not copy.exists() or not copy.samefile(self.study.source):
             shutil.copyfile(self.study.source, copy)
-        waves = [[s for s in self.specs if not s.autoencoder_from], [s for s in self.specs if s.autoencoder_from]]
+        waves = [run_order([s for s in self.specs if not s.autoencoder_from], self.study.seeds),
+                 run_order([s for s in self.specs if s.autoencoder_from], self.study.seeds)]
         try:
             references = self.reference_jobs()
             if references:

@@ -68,6 +68,13 @@ def expand(study: Study, output_dir: Path) -> list[CellSpec]:
     return specs
 
 
+def run_order(specs: list[CellSpec], seeds: tuple[int, ...]) -> list[CellSpec]:
+    """``specs`` seed by seed (the study's seed order), each seed's cells in study order: every recipe has its
+    first seed before any recipe has its second, so a study stopped early can already compare them all."""
+    position = {seed: i for i, seed in enumerate(seeds)}
+    return sorted(specs, key=lambda s: position.get(s.cell.seed, len(position)))  # stable: study order within
+
+
 def select(specs: list[CellSpec], pattern: str | None) -> list[CellSpec]:
     """Cells whose id matches the shell pattern (``sdvae/*``, ``*/seed-0*``), with the cells they depend on."""
     if not pattern:

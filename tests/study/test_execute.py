@@ -203,6 +203,25 @@ def test_each_data_table_gets_its_own_reference_and_a_failed_one_stops_only_its_
     assert not list((out / "reference").glob("*.partial.npz"))
 
 
+def test_every_recipe_runs_its_first_seed_before_any_runs_its_second(tmp_path):
+    """Seed by seed, in the study's seed order, recipes in study order within a seed."""
+    path = write_study(tmp_path, f"""
+name = "order"
+seeds = [3, 1]
+[recipes.a]
+file = "{HERE / 'tiny.toml'}"
+[recipes.b]
+file = "{HERE / 'tiny.toml'}"
+""")
+    study = load_study(path)
+    specs = expand(study, tmp_path / "out")
+    assert [s.cell.id for s in specs] == ["a/seed-3", "a/seed-1", "b/seed-3", "b/seed-1"]  # reports: by recipe
+    executor = FakeExecutor()
+    StudyRun(study, specs, output_dir=tmp_path / "out", load=loader, executor=executor, global_args=[],
+             echo=lambda line: None).run()
+    assert executor.waves == [["a/seed-3", "b/seed-3", "a/seed-1", "b/seed-1"]]
+
+
 def test_analyze_after_each_cell_when_asked(tmp_path):
     path = write_study(tmp_path, f'name = "s"\nseeds = [0]\nanalyze_images = 16\n[recipes.a]\nfile = "{HERE / "tiny.toml"}"\n')
     study = load_study(path)
