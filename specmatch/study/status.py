@@ -36,8 +36,8 @@ def _evaluation_progress(path: Path) -> str:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        cursor, sizes = json.loads(meta["cursor"]), json.loads(meta.get("sizes", "{}"))
-    except Exception:  # noqa: BLE001 - absent, being replaced, or written before sizes were saved
+        cursor, sizes = json.loads(meta["cursor"]), json.loads(meta["sizes"])
+    except Exception:  # noqa: BLE001 - absent, being replaced, or written before the sizes were saved
         return ""
     for name, size in sizes.items():
         if cursor.get(name, 0) < size:
