@@ -19,11 +19,12 @@ from .recipe import ResolvedRecipe
 
 STAGES = ("autoencoder", "latent_stats", "denoiser", "evaluation")
 
-#: recipe tables each stage depends on (besides the stages before it)
+#: recipe tables each stage's key hashes (besides the key of the stage before it, and its own training table
+#: ``train.<stage>``); ``alignment`` counts for the stage whose loss terms use the teacher
 _DEPENDS = {
     "autoencoder": ("data", "autoencoder", "regularizers", "perceptual", "adversarial", "alignment", "run"),
     "latent_stats": ("latent_stats",),
-    "denoiser": ("denoiser", "objective", "train", "denoiser_regularizers"),
+    "denoiser": ("denoiser", "objective", "denoiser_regularizers"),
     "evaluation": ("sampler", "evaluation"),
 }
 
@@ -95,7 +96,7 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
                         description=(f"{ae_what} "
                                      f"(batch {ae_train.batch_size}; regularizers: {regs})")
                         if ae_from is None else f"{r.autoencoder.name} trained in another run"))
-    key = h(key, resolved.section_hash("latent_stats"))
+    key = h(key, resolved.section_hash(*_DEPENDS["latent_stats"]))
     stages.append(Stage(name="latent_stats", key=key if source is None
                         else h("from_run", str(ae_from), source.completed_key("latent_stats")),
                         folder=layout.stage_folder("latent_stats"), reused_from=ae_from,
@@ -106,7 +107,7 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
         den_table = resolved.to_dict()["train"]["denoiser"]
         for where in _NOT_IN_KEY:  # where the latent cache lives changes no latent, so no retraining
             den_table.pop(where, None)
-        den_tables = ("denoiser", "objective", "denoiser_regularizers")
+        den_tables = _DEPENDS["denoiser"]
         den_what = f"train {r.denoiser.name} with {r.objective.name} for {dn.steps} steps (batch {dn.batch_size})"
         if r.denoiser_regularizers:
             den_what += "; terms: " + ", ".join(f"{c.name}={c.weight:g}" for c in r.denoiser_regularizers)
@@ -121,7 +122,7 @@ def make_plan(resolved: ResolvedRecipe, output_dir: Path) -> Plan:
         stages.append(Stage(name="denoiser", key=key, folder=layout.stage_folder("denoiser"),
                             description=den_what))
     ev = r.evaluation
-    key = h(key, resolved.section_hash("sampler", "evaluation"), components_hash(resolved, ["sampler"]))
+    key = h(key, resolved.section_hash(*_DEPENDS["evaluation"]), components_hash(resolved, ["sampler"]))
     what = f"PSNR/SSIM on {ev.reconstruction_images} held-out images"
     if r.denoiser is not None:
         what += f"; {ev.num_samples} samples with {r.sampler.name} -> FID/KID (N={ev.num_samples})"
