@@ -198,6 +198,12 @@ def verify_checkpoint(path: Path) -> dict:
     return meta
 
 
+def checkpoint_seconds(path: Path) -> float | None:
+    """The stage's seconds up to the checkpoint ``path`` (None when its train_state.json does not say)."""
+    seconds = (_read_train_state(path) or {}).get("seconds")
+    return float(seconds) if isinstance(seconds, (int, float)) else None
+
+
 def latest_checkpoint(folder: Path, key: str) -> Path | None:
     """The newest checkpoint of this stage key whose files are intact."""
     for path in checkpoint_candidates(folder, key):
@@ -293,8 +299,9 @@ def _fsync_folder_files(folder: Path) -> None:
 
 
 def save_checkpoint(accelerator, folder: Path, step: int, key: str, state: CheckpointState,
-                    keep: int = 2) -> Path:
+                    keep: int = 2, seconds: float | None = None) -> Path:
     """Write ``state`` as the checkpoint of ``step``; keep the newest ``keep`` checkpoints of this stage key.
+    ``seconds``: the stage's seconds so far, kept in train_state.json for the run that resumes from it.
 
     The main process writes the shared (replicated) state, every process its own RNG file.
     """
@@ -343,7 +350,10 @@ def save_checkpoint(accelerator, folder: Path, step: int, key: str, state: Check
         try:
             with no_space_message(folder, f"checkpoint step {step}", needed):
                 files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
-                _write_json(tmp / "train_state.json", {"format": FORMAT, "step": step, "key": key, "files": files})
+                train_state = {"format": FORMAT, "step": step, "key": key, "files": files}
+                if seconds is not None:
+                    train_state["seconds"] = round(seconds, 3)
+                _write_json(tmp / "train_state.json", train_state)
                 _fsync_folder_files(tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -506,3 +516,22 @@ def mark_stage_complete(folder: Path, key: str, extra: dict | None = None, files
     record = {os.path.relpath(p, folder): {"bytes": Path(p).stat().st_size, "sha256": _sha256(Path(p))}
               for p in files}
     write_json_atomic(folder / MARKER_FILE, {"key": key, **(extra or {}), "files": record})
+
+
+def stage_seconds(folder: Path) -> float | None:
+    """The seconds ``folder/stage.json`` recorded for its stage (None when it did not)."""
+    try:
+        seconds = json.loads((folder / MARKER_FILE).read_text()).get("seconds")
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    return float(seconds) if isinstance(seconds, (int, float)) else None
+
+
+def record_stage_seconds(folder: Path, seconds: float) -> None:
+    """Add the stage's seconds to an existing ``folder/stage.json`` (which stays valid for stage_complete)."""
+    try:
+        meta = json.loads((folder / MARKER_FILE).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return
+    if isinstance(meta, dict):
+        write_json_atomic(folder / MARKER_FILE, {**meta, "seconds": round(seconds, 1)})

@@ -53,6 +53,8 @@ class EvaluationStream:
         self.streams, self.stream_sets = _distinct_streams(streams)
         self.acc: dict[str, Any] = {}
         self.cursor: dict[str, int] = {name: 0 for name in passes}
+        #: seconds spent before the statistics it continued from (None: a file that does not record them)
+        self.seconds_before: float | None = 0.0
         pixels = int(torch.tensor(image_shape).prod())
         self.image_shape = tuple(image_shape)
         for name, (size, sets) in passes.items():
@@ -144,13 +146,16 @@ class EvaluationStream:
         for name, a in self.acc.items():
             a.load({k.split("/", 1)[1]: v for k, v in tensors.items() if k.split("/", 1)[0] == name})
 
-    def save(self, path: Path, key: str, accelerator) -> None:
+    def save(self, path: Path, key: str, accelerator, seconds: float | None = None) -> None:
+        """Write the totals so far with the cursor, the pass sizes, the key and (when known) the seconds spent."""
         from safetensors.torch import save_file
 
         tensors = self.reduced(accelerator)
         if accelerator.is_main_process:
             sizes = {name: size for name, (size, _) in self.passes.items()}
             meta = {"key": key, "cursor": json.dumps(self.cursor), "sizes": json.dumps(sizes)}
+            if seconds is not None:
+                meta["seconds"] = f"{seconds:.3f}"
             with atomic_write(path) as tmp:
                 save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
         accelerator.wait_for_everyone()
@@ -173,6 +178,7 @@ class EvaluationStream:
             log.info(f"[evaluation] {path} holds other statistics; starting over")
             return False
         self.cursor.update(json.loads(meta["cursor"]))
+        self.seconds_before = float(meta["seconds"]) if "seconds" in meta else None
         if accelerator.is_main_process:
             self._load_tensors(tensors)
         return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import contextlib
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 import attrs
@@ -36,8 +37,11 @@ class RunContext:
     resume: bool = True
     #: objects later factories may need, handed to them as ``BuildContext.upstream`` (documented in plugins.md)
     upstream: dict[str, Any] = attrs.Factory(dict)
-    #: wall time of each stage that ran, in seconds
+    #: seconds each stage took, summed over the invocations that worked on it (a resumed stage adds what the
+    #: checkpoint or statistics it continued from recorded; a stage complete before adds its stage.json's)
     timings: dict[str, float] = attrs.Factory(dict)
+    #: per stage: the seconds earlier invocations spent before the state this one resumed from (None: unknown)
+    carried: dict[str, float | None] = attrs.Factory(dict)
 
     @property
     def recipe(self):
@@ -60,9 +64,29 @@ class RunContext:
         return derive_seed(self.recipe.run.seed, *parts)
 
     @contextlib.contextmanager
-    def timed(self, name: str) -> Iterator[None]:
+    def timed(self, name: str, marker: Path | None = None) -> Iterator[None]:
+        """Time stage ``name``: ``timings[name]`` = ``carried[name]`` + this invocation's seconds, also written
+        into ``marker/stage.json`` (the stage's completion marker) so a later run that reuses the stage reports
+        them. A stage resumed from a state that did not record its seconds gets no timing."""
+        from .checkpoint import record_stage_seconds
+
         log.debug(f"[{name}] started")
         t0 = time.perf_counter()
         yield
-        self.timings[name] = time.perf_counter() - t0
-        log.debug(f"[{name}] finished in {self.timings[name]:.1f} s")
+        elapsed = time.perf_counter() - t0
+        log.debug(f"[{name}] finished in {elapsed:.1f} s")
+        before = self.carried.get(name, 0.0)
+        if before is None:
+            log.debug(f"[{name}] the state it resumed from does not record its seconds: no time_{name}_s")
+            return
+        self.timings[name] = before + elapsed
+        if marker is not None and self.accelerator.is_main_process:
+            record_stage_seconds(marker, self.timings[name])
+
+    def reused(self, name: str, marker: Path) -> None:
+        """Stage ``name`` was complete before this invocation: its seconds are those its marker recorded."""
+        from .checkpoint import stage_seconds
+
+        seconds = stage_seconds(marker)
+        if seconds is not None:
+            self.timings[name] = seconds

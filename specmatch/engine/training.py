@@ -23,8 +23,8 @@ from specmatch.core.errors import SpecmatchError
 from specmatch.core.layout import CHECKPOINTS, EMA_FILE, MODEL_FILE
 from specmatch.nn.batch_noise import batch_rows
 
-from .checkpoint import CheckpointState, DamagedFile, atomic_write, checkpoint_candidates, load_checkpoint, \
-    mark_stage_complete, no_space_message, save_checkpoint, save_weights
+from .checkpoint import CheckpointState, DamagedFile, atomic_write, checkpoint_candidates, checkpoint_seconds, \
+    load_checkpoint, mark_stage_complete, no_space_message, save_checkpoint, save_weights
 from .data import step_loader
 from .runtime import step_generators
 from .schedule import warmup_lambda
@@ -137,6 +137,9 @@ class StageTrainer:
         self.accelerator, self.name, self.folder, self.key = accelerator, name, folder, key
         self.cfg, self.seed, self.log, self.log_every, self.resume = cfg, seed, log, log_every, resume
         self.step = 0
+        #: seconds spent on this stage before the checkpoint it resumed from (None: that checkpoint does not say)
+        self.carried: float | None = 0.0
+        self._since = time.perf_counter()
         self.emas: list[Any] = []
         self.tracked = CheckpointState()
         self.guard = NonFiniteGuard(accelerator, name, cfg.max_nonfinite_steps)
@@ -233,6 +236,7 @@ class StageTrainer:
                     touched = touched or e.partial
                     continue
                 log.info(f"[{self.name}] resumed from {path} (step {self.step})")
+                self.carried = checkpoint_seconds(path)
                 break
             else:
                 if touched:  # a fresh start needs the freshly built weights, which are partly overwritten
@@ -243,7 +247,12 @@ class StageTrainer:
         else:
             log.debug(f"[{self.name}] resume is off (--no-resume): starting at step 0")
         self.log.keep_until(self.step)
+        self._since = time.perf_counter()
         return self.step
+
+    def seconds(self) -> float | None:
+        """The stage's seconds so far, over every invocation (None when an earlier one's are unknown)."""
+        return None if self.carried is None else self.carried + time.perf_counter() - self._since
 
     def run(self, dataset, step_fn: Callable[[Any, int, torch.Generator, torch.Generator], dict[str, float]],
             num_workers: int = 0) -> None:
@@ -276,6 +285,8 @@ class StageTrainer:
             bar.update(1)
             every = self.cfg.checkpoint_every
             if every and (step + 1) % every == 0 and step + 1 < total:
-                save_checkpoint(acc, self.folder / CHECKPOINTS, step + 1, self.key, self.checkpoint_state())
+                save_checkpoint(acc, self.folder / CHECKPOINTS, step + 1, self.key, self.checkpoint_state(),
+                                seconds=self.seconds())
         bar.close()
-        save_checkpoint(acc, self.folder / CHECKPOINTS, total, self.key, self.checkpoint_state())
+        save_checkpoint(acc, self.folder / CHECKPOINTS, total, self.key, self.checkpoint_state(),
+                        seconds=self.seconds())

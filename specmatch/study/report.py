@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import attrs
 
+from specmatch.core.plan import STAGES
+
 from .cells import CellOutcome
 from .collect import CellData, collect_cell
 from .stats import GFID, Correlation, GroupStats, by_group, correlations, direction, summarize
@@ -169,10 +171,16 @@ def headline(results: StudyResults) -> list[str]:
     return out
 
 
+#: the stages whose seconds add up to a cell's cost (the latent cache's are part of the denoiser's)
+STAGE_TIMES = tuple(f"time_{stage}_s" for stage in STAGES)
+
+
 def timing_rows(results: StudyResults) -> tuple[list[str], list[list[str]]]:
-    """(header, rows): each group's mean wall time per stage over its seeds (metrics.json time_<stage>_s), and
-    the total wall time of its cells' runs as study.json records them (CellOutcome.seconds: a reused cell
-    counts what it cost when it ran, so the report of a finished study gives the study's cost)."""
+    """(header, rows): each group's mean seconds per stage over its seeds (metrics.json time_<stage>_s: each
+    stage's seconds summed over the invocations that worked on it); the total of its cells' stage seconds,
+    marked "at least" when a cell lacks a stage time that another cell of the group has (a stage resumed from
+    a state that did not record its seconds); and the total wall time of its cells' last runs as study.json
+    records them (CellOutcome.seconds: a reused cell counts what its last run cost)."""
     stages = sorted({k for d in results.cells for k in d.timings})
     rows = []
     for group in results.groups():
@@ -181,11 +189,15 @@ def timing_rows(results: StudyResults) -> tuple[list[str], list[list[str]]]:
         for stage in stages:
             values = [d.timings[stage] for d in cells if stage in d.timings]
             row.append(fmt(sum(values) / len(values), 3) if values else "")
+        present = {k for d in cells for k in STAGE_TIMES if k in d.timings}
+        total = sum(d.timings.get(k, 0.0) for d in cells for k in present)
+        partial = any(k not in d.timings for d in cells for k in present)
+        row.append(("at least " if partial else "") + fmt(float(total), 3) if present else "")
         ran = [d.outcome.seconds for d in cells if d.outcome.seconds is not None]
         row.append(fmt(float(sum(ran)), 3) if ran else "")
         rows.append(row)
     header = ["group", "cells", *[s.removeprefix("time_").removesuffix("_s") + " (s, mean)" for s in stages],
-              "cell runs (s, total)"]
+              "stages (s, total)", "cell runs (s, total)"]
     return header, rows
 
 

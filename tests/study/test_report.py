@@ -70,8 +70,8 @@ def test_report_markdown(results):
     assert "esm/seed-7 (failed): RuntimeError: <boom> & co" in md
     summary = next(l for l in md.splitlines() if l.startswith("- esm vs sdvae: "))
     assert "gen_fid -6.333 [" in summary and "recon_psnr" not in summary  # -19/3; psnr is the same
-    assert "| group | cells | autoencoder (s, mean) | cell runs (s, total) |" in md
-    assert "| esm | 3 | 3.5 | 12 |" in md  # time_autoencoder_s 3.5 in every cell; 4 s per cell this time
+    assert "| group | cells | autoencoder (s, mean) | stages (s, total) | cell runs (s, total) |" in md
+    assert "| esm | 3 | 3.5 | 10.5 | 12 |" in md  # time_autoencoder_s 3.5 in every cell; 4 s per cell this time
     # Spearman by hand: kl ranks 4 5 6 1 2 3 (sdvae, esm), gen_fid ranks 4 6 5 2 3 1; sum d^2 = 8
     rho = 1 - 6 * 8 / (6 * (6 ** 2 - 1))
     assert f"| spectrum_kl_delta1 | {rho:.3f} |" in md and f"| spectrum_latent_slope | {-rho:.3f} |" in md
@@ -167,3 +167,17 @@ def test_significance_marks_name_the_direction():
     assert mark(row("gen_fid", 2.0, True, True)) == "** worse"  # lower is better
     assert mark(row("spectrum_latent_slope", 2.0, True, True)) == "**"  # no direction
     assert mark(row("gen_fid", -2.0, False, False)) == ""
+
+
+def test_stage_seconds_total_says_at_least_when_a_cell_did_not_record_one(tmp_path):
+    """A cell resumed from a state that did not record its seconds lacks that stage's time: the group's total
+    is then a lower bound, and says so."""
+    outcomes = study(tmp_path)
+    for o in outcomes:  # every cell has an autoencoder time (3.5 s); all but one have a denoiser time (10 s)
+        if (o.cell.recipe, o.cell.seed) != ("esm", 2):
+            path = o.cell.run_dir / "metrics.json"
+            path.write_text(json.dumps({**json.loads(path.read_text()), "time_denoiser_s": 10.0}))
+    md = render_markdown(analyse(outcomes, baseline="sdvae", title="t"))
+    assert "| group | cells | autoencoder (s, mean) | denoiser (s, mean) | stages (s, total) |" in md
+    assert "| sdvae | 3 | 3.5 | 10 | 40.5 | 12 |" in md  # 3 x (3.5 + 10)
+    assert "| esm | 3 | 3.5 | 10 | at least 30.5 | 12 |" in md  # 3 x 3.5 + 2 x 10

@@ -46,8 +46,9 @@ def autoencoder_stage(run: RunContext, train_set, test_set) -> AutoencoderResult
     if stage_complete(stage.folder, stage.key):
         load_weights(ae, final_weights(stage.folder))
         log.info(f"[autoencoder] complete in {stage.folder}; reused")
+        run.reused("autoencoder", stage.folder)
         return AutoencoderResult(model=ae.to(acc.device).eval())
-    with run.timed("autoencoder"):
+    with run.timed("autoencoder", marker=stage.folder):
         return AutoencoderResult(model=_train(run, stage, comp, ae, train_set, test_set))
 
 
@@ -114,6 +115,7 @@ def _train(run: RunContext, stage, comp, ae: nn.Module, train_set, test_set) -> 
 
     ema = trainer.add_ema(unwrapped().autoencoder, cfg.ema_decay) if cfg.ema_decay else None
     trainer.restore()
+    run.carried["autoencoder"] = trainer.carried
     diagnostics = _Diagnostics(run, test_set)
 
     def generator_turn(x, step, control, noise) -> dict[str, float]:

@@ -55,8 +55,9 @@ def denoiser_stage(run: RunContext, autoencoder: nn.Module, stats: LatentStatsRe
     if stage_complete(stage.folder, stage.key):
         load_weights(denoiser, final_weights(stage.folder))
         log.info(f"[denoiser] complete in {stage.folder}; reused")
+        run.reused("denoiser", stage.folder)
         return DenoiserResult(model=denoiser.to(acc.device).eval(), conditional=conditional)
-    with run.timed("denoiser"):
+    with run.timed("denoiser", marker=stage.folder):
         model = _train(run, stage, denoiser, autoencoder, stats, train_set, conditional)
     return DenoiserResult(model=model, conditional=conditional)
 
@@ -192,6 +193,7 @@ def _train(run: RunContext, stage, denoiser: nn.Module, autoencoder, stats: Late
     trainer.track("denoiser", model=model, optimizer=opt, scheduler=sched)
     ema = trainer.add_ema(plain_denoiser(), cfg.ema_decay) if cfg.ema_decay else None
     trainer.restore()
+    run.carried["denoiser"] = trainer.carried
     latents = _Latents(run, autoencoder, stats, train_set, keep_images=keep_images)
     null_class = getattr(denoiser, "null_class", None)
 

@@ -11,6 +11,7 @@ every number.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable, Iterator
 
 import attrs
@@ -115,9 +116,12 @@ def _evaluate(run: RunContext, autoencoder, stats, denoiser, train_set, test_set
     key = run.plan.stage("evaluation").key
     if run.resume and stream.load(path, key, acc):
         log.info(f"[evaluation] continuing from the statistics saved in {path}")
+    run.carried["evaluation"] = stream.seconds_before
+    since = time.perf_counter()
 
     def save() -> None:
-        stream.save(path, key, acc)
+        before = stream.seconds_before
+        stream.save(path, key, acc, seconds=None if before is None else before + time.perf_counter() - since)
 
     bs = ev.batch_size
     rank, world = acc.process_index, acc.num_processes

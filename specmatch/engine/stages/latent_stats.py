@@ -36,7 +36,7 @@ def latent_stats_stage(run: RunContext, autoencoder: nn.Module, train_set, test_
                                  f"run to completion first")
     elif not stage_complete(layout.latent_stats_marker, stage.key):
         cfg = run.recipe.latent_stats
-        with run.timed("latent_stats"):
+        with run.timed("latent_stats", marker=layout.latent_stats_marker):
             stats = compute_latent_stats(acc, autoencoder, train_set, images=cfg.images, flips=cfg.flips,
                                          mode=cfg.mode, subtract_mean=cfg.subtract_mean,
                                          batch_size=run.recipe.evaluation.batch_size, seed=run.recipe.run.seed)
@@ -45,6 +45,8 @@ def latent_stats_stage(run: RunContext, autoencoder: nn.Module, train_set, test_
                                                 "flips": str(cfg.flips), "stage_key": stage.key})
                 mark_stage_complete(layout.latent_stats_marker, stage.key, files=[path])
             acc.wait_for_everyone()
+    else:
+        run.reused("latent_stats", layout.latent_stats_marker)
     stats = load_latent_stats(path)
     normalizer = LatentNormalizer(autoencoder, stats["mean"], stats["std"]).to(acc.device)
     side = test_set[0][0].shape
