@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from specmatch.core.layout import RunLayout
+from specmatch.core.plan import STAGES
 
 from .cells import CellOutcome
 
@@ -36,6 +37,8 @@ class CellData:
     outcome: CellOutcome
     metrics: dict[str, float] = attrs.field(factory=dict)  # numeric quality metrics of metrics.json
     timings: dict[str, float] = attrs.field(factory=dict)  # time_<stage>_s of metrics.json
+    #: the stages this run folder completed itself (their stage.json is here; not one reused via from_run)
+    stages: tuple[str, ...] = ()
     diagnostics: dict[str, float] = attrs.field(factory=dict)  # diagnostic scalars, from every source
     spectrum: dict[str, Any] | None = None  # spectrum.json: band distributions of the latent and delta targets
     curves: list[dict[str, Any]] = attrs.field(factory=list)  # metrics.jsonl rows: {"stage", "step", ...}
@@ -92,7 +95,10 @@ def collect_cell(outcome: CellOutcome) -> CellData:
     if not evaluated:
         diagnostics.update({k: v for k, v in from_files.items() if k not in diagnostics})
 
-    return CellData(outcome=outcome, metrics=metrics, timings=timings, diagnostics=diagnostics, spectrum=spectrum,
+    stages = tuple(s for s in STAGES if layout.completed_key(s) or (s == "evaluation"
+                                                                   and layout.evaluation_statistics.is_file()))
+    return CellData(outcome=outcome, metrics=metrics, timings=timings, stages=stages, diagnostics=diagnostics,
+                    spectrum=spectrum,
                     curves=_read_curves(layout.curves, problems),
                     grids={name: path for name, path in (("reconstructions", layout.reconstructions_grid),
                                                          ("samples", layout.samples_grid)) if path.is_file()},
