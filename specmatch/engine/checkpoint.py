@@ -472,6 +472,15 @@ def write_json_atomic(path: Path, data: Any) -> None:
 _STAGE_FILES = (MODEL_FILE, EMA_FILE)  # what a training stage leaves, see final_weights
 
 
+def _read_marker(folder: Path) -> dict | None:
+    """``folder/stage.json`` as a dict (None: missing, unreadable or not an object)."""
+    try:
+        meta = json.loads((folder / MARKER_FILE).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def stage_complete(folder: Path, key: str) -> bool:
     """True when ``folder/stage.json`` has this key and every file it recorded is still as it was written.
 
@@ -479,12 +488,8 @@ def stage_complete(folder: Path, key: str) -> bool:
     it instead of failing on every rerun. Markers written before files were recorded are checked against the
     stage's weight files.
     """
-    marker = folder / MARKER_FILE
-    try:
-        meta = json.loads(marker.read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
-    if not isinstance(meta, dict) or meta.get("key") != key:
+    meta = _read_marker(folder)
+    if meta is None or meta.get("key") != key:
         return False
     files = meta.get("files")
     try:
@@ -520,18 +525,12 @@ def mark_stage_complete(folder: Path, key: str, extra: dict | None = None, files
 
 def stage_seconds(folder: Path) -> float | None:
     """The seconds ``folder/stage.json`` recorded for its stage (None when it did not)."""
-    try:
-        seconds = json.loads((folder / MARKER_FILE).read_text()).get("seconds")
-    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
-        return None
+    seconds = (_read_marker(folder) or {}).get("seconds")
     return float(seconds) if isinstance(seconds, (int, float)) else None
 
 
 def record_stage_seconds(folder: Path, seconds: float) -> None:
     """Add the stage's seconds to an existing ``folder/stage.json`` (which stays valid for stage_complete)."""
-    try:
-        meta = json.loads((folder / MARKER_FILE).read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return
-    if isinstance(meta, dict):
+    meta = _read_marker(folder)
+    if meta is not None:
         write_json_atomic(folder / MARKER_FILE, {**meta, "seconds": round(seconds, 1)})

@@ -162,13 +162,11 @@ class EvaluationStream:
 
     def load(self, path: Path, key: str, accelerator) -> bool:
         """Continue from saved statistics of the same key (the main process holds them); False if none fit."""
-        from safetensors import safe_open
         from safetensors.torch import load_file
 
-        if not path.is_file() or safetensors_problem(path):
+        meta = saved_metadata(path)
+        if meta is None:
             return False
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
         if meta.get("key") != key:
             log.info(f"[evaluation] {path} belongs to other settings or models; starting over")
             return False
@@ -205,6 +203,26 @@ class EvaluationStream:
         """Stream name -> its accumulator's ``summary()`` for pass ``name``, image set ``s``."""
         return {stream.name: self.acc[f"{name}.{s}.stream.{stream.name}"].summary() for stream in self.streams
                 if f"{name}.{s}.stream.{stream.name}" in self.acc}
+
+
+def saved_metadata(path: Path) -> dict[str, str] | None:
+    """The metadata ``EvaluationStream.save`` wrote with the statistics at ``path`` (key, cursor, pass sizes,
+    seconds; JSON strings), or None when there is no intact file."""
+    from safetensors import safe_open
+
+    if not path.is_file() or safetensors_problem(path):
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
+
+
+def saved_progress(path: Path) -> tuple[dict[str, int], dict[str, int]] | None:
+    """(items done, items in all) per pass of the statistics at ``path``; None when there is no intact file or
+    it does not record the pass sizes (written by an older specmatch)."""
+    meta = saved_metadata(path)
+    if meta is None or "sizes" not in meta:
+        return None
+    return json.loads(meta["cursor"]), json.loads(meta["sizes"])
 
 
 def _distinct_streams(streams: Sequence[Any]) -> tuple[list[Any], dict[str, set[str]]]:

@@ -95,8 +95,9 @@ def collect_cell(outcome: CellOutcome) -> CellData:
     if not evaluated:
         diagnostics.update({k: v for k, v in from_files.items() if k not in diagnostics})
 
-    stages = tuple(s for s in STAGES if layout.completed_key(s) or (s == "evaluation"
-                                                                   and layout.evaluation_statistics.is_file()))
+    # training stages leave a stage.json; the evaluation leaves its statistics file
+    stages = tuple(s for s in STAGES if (layout.evaluation_statistics.is_file() if s == "evaluation"
+                                         else layout.completed_key(s)))
     return CellData(outcome=outcome, metrics=metrics, timings=timings, stages=stages, diagnostics=diagnostics,
                     spectrum=spectrum,
                     curves=_read_curves(layout.curves, problems),

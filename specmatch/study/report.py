@@ -171,16 +171,17 @@ def headline(results: StudyResults) -> list[str]:
     return out
 
 
-#: the stages whose seconds add up to a cell's cost (the latent cache's are part of the denoiser's)
-STAGE_TIMES = tuple(f"time_{stage}_s" for stage in STAGES)
+#: stage -> its metrics.json time key: the stages whose seconds add up to a cell's cost (the latent cache's
+#: are part of the denoiser's)
+STAGE_TIMES = {stage: f"time_{stage}_s" for stage in STAGES}
 
 
 def timing_rows(results: StudyResults) -> tuple[list[str], list[list[str]]]:
     """(header, rows): each group's mean seconds per stage over its seeds (metrics.json time_<stage>_s: each
     stage's seconds summed over the invocations that worked on it); the total of its cells' stage seconds,
     marked "at least" when a cell completed a stage in its own folder (CellData.stages) without a time for it
-    (resumed from a state that did not record its seconds); and the total wall time of its cells' last runs as study.json
-    records them (CellOutcome.seconds: a reused cell counts what its last run cost)."""
+    (resumed from a state that did not record its seconds); and the total wall time of its cells' last runs
+    as study.json records them (CellOutcome.seconds: a reused cell counts what its last run cost)."""
     stages = sorted({k for d in results.cells for k in d.timings})
     rows = []
     for group in results.groups():
@@ -189,10 +190,10 @@ def timing_rows(results: StudyResults) -> tuple[list[str], list[list[str]]]:
         for stage in stages:
             values = [d.timings[stage] for d in cells if stage in d.timings]
             row.append(fmt(sum(values) / len(values), 3) if values else "")
-        total = sum(d.timings.get(k, 0.0) for d in cells for k in STAGE_TIMES)
+        total = sum(d.timings.get(k, 0.0) for d in cells for k in STAGE_TIMES.values())
         # a stage the cell's own folder completed whose seconds are unknown (resumed from an older state)
-        partial = any(f"time_{s}_s" not in d.timings for d in cells for s in d.stages)
-        known = any(k in d.timings for d in cells for k in STAGE_TIMES)
+        partial = any(STAGE_TIMES[s] not in d.timings for d in cells for s in d.stages)
+        known = any(k in d.timings for d in cells for k in STAGE_TIMES.values())
         row.append(("at least " if partial else "") + fmt(float(total), 3) if known else "")
         ran = [d.outcome.seconds for d in cells if d.outcome.seconds is not None]
         row.append(fmt(float(sum(ran)), 3) if ran else "")

@@ -31,14 +31,15 @@ def _last_row(path: Path) -> dict:
 
 def _evaluation_progress(path: Path) -> str:
     """``evaluation <pass> <done>/<total>`` from the cursor saved with the evaluation statistics ('' if none)."""
-    from safetensors import safe_open
+    from specmatch.engine.evaluation_stream import saved_progress
 
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        cursor, sizes = json.loads(meta["cursor"]), json.loads(meta["sizes"])
-    except Exception:  # noqa: BLE001 - absent, being replaced, or written before the sizes were saved
+        progress = saved_progress(path)
+    except (OSError, ValueError):  # being replaced as we read it
         return ""
+    if progress is None:
+        return ""
+    cursor, sizes = progress
     for name, size in sizes.items():
         if cursor.get(name, 0) < size:
             return f"evaluation {name} {cursor.get(name, 0)}/{size}"
