@@ -37,7 +37,7 @@ import attrs
 from specmatch.core.errors import Problem, SpecmatchError
 from specmatch.core.overrides import parse_override
 from specmatch.core.specs import param
-from specmatch.core.structure import structure
+from specmatch.core.structure import check_field, resolve_types_deep, structure
 from specmatch.core.toml_io import read_toml
 
 #: labels name folders (cells/<label>/...) and appear in cell ids ("sdvae/seed-0/sit")
@@ -160,20 +160,25 @@ def _check_overrides(texts: tuple[str, ...], where: str) -> list[Problem]:
     return problems
 
 
-def _resolve_recipes(entries: dict[str, RecipeEntry], folder: Path) -> tuple[dict[str, RecipeSource], list[Problem]]:
-    """Follow ``base`` chains (labels or files) to a file and the concatenated overrides."""
+def _resolve_recipes(entries: dict[str, RecipeEntry], folder: Path,
+                     labels: list[str]) -> tuple[dict[str, RecipeSource], list[Problem]]:
+    """Follow ``base`` chains (labels or files) to a file and the concatenated overrides. ``labels``: every
+    label written, including those whose entry did not structure (a variant of one is left unresolved,
+    its own problem already reported)."""
     problems: list[Problem] = []
     out: dict[str, RecipeSource] = {}
 
     def follow(label: str, chain: tuple[str, ...]) -> RecipeSource | None:
         if label in out:
             return out[label]
+        if label not in entries:  # written, but its entry did not structure
+            return None
         entry, where = entries[label], f"recipes.{label}"
         if bool(entry.file) == bool(entry.base):
             problems.append(Problem(where, "give exactly one of file (a recipe file) or base (a label or a "
                                            "file, plus overrides)"))
             return None
-        if entry.base and entry.base in entries:
+        if entry.base and entry.base in labels:
             if entry.base in chain:
                 problems.append(Problem(f"{where}.base", "circular base: " + " -> ".join((*chain, entry.base))))
                 return None
@@ -186,7 +191,7 @@ def _resolve_recipes(entries: dict[str, RecipeEntry], folder: Path) -> tuple[dic
             file = (folder / ref).expanduser()
             if not file.is_file():
                 key = "file" if entry.file else "base"
-                hint = "" if entry.file else f" (and not a label: {', '.join(entries)})"
+                hint = "" if entry.file else f" (and not a label: {', '.join(labels)})"
                 problems.append(Problem(f"{where}.{key}", f"file {file} does not exist{hint}"))
                 return None
             source = RecipeSource(label=label, file=file, overrides=entry.overrides)
@@ -258,54 +263,97 @@ def is_study_file(path: Path) -> bool:
     return isinstance(data, dict) and "seeds" in data and "recipes" in data
 
 
+def _structure_study(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    """Structure the top-level keys one by one, and each ``[recipes.<label>]`` and ``[denoisers.<label>]``
+    entry on its own (as core structures a recipe's tables), so one bad key does not hide the others' problems.
+
+    Returns the values that structured (a recipes or denoisers table keeps its good entries) and the problems.
+    """
+    resolve_types_deep(StudyFile)
+    fields = {f.name: f for f in attrs.fields(StudyFile)}
+    problems = [Problem(key, f"unexpected key {key!r} (allowed: {', '.join(fields)})")
+                for key in raw if key not in fields]
+    entry_types = {"recipes": RecipeEntry, "denoisers": DenoiserEntry}
+    values: dict[str, Any] = {}
+    for name, field in fields.items():
+        if name not in raw:
+            if field.default is attrs.NOTHING:
+                problems.append(Problem(name, "required key is missing"))
+            continue
+        if name in entry_types and isinstance(raw[name], dict):
+            entries = {}
+            for label, table in raw[name].items():
+                entry, entry_problems = structure(table, entry_types[name], f"{name}.{label}")
+                problems += entry_problems
+                if entry is not None and not entry_problems:
+                    entries[label] = entry
+            values[name] = entries
+            continue
+        value, field_problems = structure(raw[name], field.type, name)
+        if value is not None and not field_problems:
+            field_problems = check_field(field, value, name)
+        problems += field_problems
+        if value is not None and not field_problems:
+            values[name] = value
+    return values, problems
+
+
 def load_study(path: str | Path, registry=None) -> Study:
-    """Read and check a study file (not yet its cells' recipes). Raises :class:`StudyError`."""
+    """Read and check a study file (not yet its cells' recipes). Raises :class:`StudyError` with every problem:
+    a key that does not structure hides only the checks that need its value."""
     source = Path(path)
     raw, problems = read_toml(source)
     if raw is None:
         raise StudyError(str(source), problems)
-    parsed, problems = structure(raw, StudyFile, "")
-    if parsed is None:
-        raise StudyError(str(source), problems)
-    if not parsed.name.strip() or "/" in parsed.name or parsed.name in (".", ".."):
-        problems.append(Problem("name", f"expected one folder name (no '/'); got {parsed.name!r}"))
-    if not parsed.seeds:
+    values, problems = _structure_study(raw)
+    name, seeds = values.get("name"), values.get("seeds")
+    recipe_entries, denoiser_entries = values.get("recipes", {}), values.get("denoisers", {})
+    # labels as written, including entries that did not structure: a reference to one is not "unknown"
+    recipe_labels = list(raw["recipes"]) if isinstance(raw.get("recipes"), dict) else []
+    denoiser_labels = list(raw["denoisers"]) if isinstance(raw.get("denoisers"), dict) else []
+    if name is not None and (not name.strip() or "/" in name or name in (".", "..")):
+        problems.append(Problem("name", f"expected one folder name (no '/'); got {name!r}"))
+    if seeds is not None and not seeds:
         problems.append(Problem("seeds", "expected at least one seed, e.g. seeds = [0, 1, 2]"))
-    duplicates = sorted({s for s in parsed.seeds if parsed.seeds.count(s) > 1})
+    duplicates = sorted({s for s in seeds or () if seeds.count(s) > 1})
     if duplicates:
         problems.append(Problem("seeds", f"each seed once; repeated: {', '.join(map(str, duplicates))}"))
-    if not parsed.recipes:
+    if "recipes" in values and not recipe_labels:
         problems.append(Problem("recipes", "expected at least one [recipes.<label>] table"))
-    if parsed.analyze_diagnostics and not parsed.analyze_images:
+    diagnostics = values.get("analyze_diagnostics", ())
+    analyze_images = values.get("analyze_images", None if "analyze_images" in raw else 0)  # None: did not structure
+    if diagnostics and analyze_images == 0:
         problems.append(Problem("analyze_diagnostics", "set, but analyze_images is 0 (analyze does not run); set "
                                                        "analyze_images = N"))
-    problems += _check_diagnostics(parsed.analyze_diagnostics, registry)
-    for table, labels in (("recipes", parsed.recipes), ("denoisers", parsed.denoisers)):
+    problems += _check_diagnostics(diagnostics, registry)
+    for table, labels in (("recipes", recipe_labels), ("denoisers", denoiser_labels)):
         for label in labels:
             if not LABEL.match(label):
                 problems.append(Problem(f"{table}.{label}", "a label is one folder name: letters, digits, "
                                                             "'_', '-', '.', starting with a letter or digit"))
-    problems += _check_overrides(parsed.overrides, "overrides")
-    for label, entry in parsed.recipes.items():
+    problems += _check_overrides(values.get("overrides", ()), "overrides")
+    for label, entry in recipe_entries.items():
         problems += _check_overrides(entry.overrides, f"recipes.{label}.overrides")
     folder = source.parent
-    recipes, recipe_problems = _resolve_recipes(parsed.recipes, folder)
+    recipes, recipe_problems = _resolve_recipes(recipe_entries, folder, recipe_labels)
     problems += recipe_problems
     denoisers = {}
-    for label, entry in parsed.denoisers.items():
+    for label, entry in denoiser_entries.items():
         problems += _check_overrides(entry.overrides, f"denoisers.{label}.overrides")
         resolved_denoiser, den_problems = _resolve_denoiser(label, entry, folder)
         problems += den_problems
         if resolved_denoiser is not None:
             denoisers[label] = resolved_denoiser
-    baseline_label, _, baseline_denoiser = parsed.baseline.partition("/")
-    if parsed.baseline and (baseline_label not in parsed.recipes
-                            or (baseline_denoiser and baseline_denoiser not in parsed.denoisers)):
-        known = ", ".join(parsed.recipes) + (f"; denoisers: {', '.join(parsed.denoisers)}" if parsed.denoisers else "")
+    baseline = values.get("baseline", "")
+    baseline_label, _, baseline_denoiser = baseline.partition("/")
+    if baseline and "recipes" in values and (baseline_label not in recipe_labels
+                                             or (baseline_denoiser and baseline_denoiser not in denoiser_labels)):
+        known = ", ".join(recipe_labels) + (f"; denoisers: {', '.join(denoiser_labels)}" if denoiser_labels else "")
         problems.append(Problem("baseline", f"expected a recipe label (or label/denoiser) of this study; got "
-                                            f"{parsed.baseline!r} (labels: {known})"))
+                                            f"{baseline!r} (labels: {known})"))
     if problems:
         raise StudyError(str(source), problems)
+    parsed = StudyFile(**values)
     return Study(name=parsed.name, source=source, seeds=parsed.seeds, baseline=parsed.baseline,
                  overrides=parsed.overrides, analyze_images=parsed.analyze_images,
                  analyze_diagnostics=parsed.analyze_diagnostics, reference_images=parsed.reference_images,

@@ -38,36 +38,47 @@ colour = "red"
 overrides = ["train.autoencoder.steps"]
 [recipes.a]
 file = "{HERE / 'tiny.toml'}"
-speed = 3
-[recipes.b]
-[recipes.c]
-file = "missing.toml"
-""")
-    rendered = problems_of(path)
-    text = "\n".join(rendered)
-    assert "colour: unexpected key 'colour'" in text
-    assert "recipes.a.speed: unexpected key 'speed'" in text
-    # structure problems stop before label checks: fix those, then the rest is reported together
-    path = write(tmp_path, f"""
-name = "s"
-seeds = [0, 1, 1]
-baseline = "nope"
-overrides = ["train.autoencoder.steps"]
-[recipes.a]
-file = "{HERE / 'tiny.toml'}"
 [recipes.b]
 [recipes.c]
 file = "missing.toml"
 [recipes."bad/label"]
 base = "a"
+[recipes.d]
+file = "{HERE / 'tiny.toml'}"
+speed = 3
+[slurm]
+gpus = "two"
 """)
     rendered = problems_of(path)
+    # a key that does not structure (colour, recipes.d.speed, slurm.gpus) hides none of the other problems
+    assert any(r.startswith("colour: unexpected key 'colour'") for r in rendered)
+    assert any(r.startswith("recipes.d.speed: unexpected key 'speed'") for r in rendered)
+    assert any(r.startswith("slurm.gpus: ") for r in rendered)
     assert any(r.startswith("seeds: each seed once; repeated: 1") for r in rendered)
     assert any(r.startswith("baseline: expected a recipe label") and "'nope'" in r for r in rendered)
     assert any(r.startswith("overrides[0]: ") and "key.path=value" in r for r in rendered)
     assert any(r.startswith("recipes.b: give exactly one of file") for r in rendered)
     assert any(r.startswith("recipes.c.file: file ") and "missing.toml does not exist" in r for r in rendered)
     assert any(r.startswith("recipes.bad/label: a label is one folder name") for r in rendered)
+    assert len(rendered) == 9, rendered
+
+
+def test_an_entry_that_does_not_structure_is_still_a_known_label(tmp_path):
+    # the baseline and a variant name recipes.a, whose own entry is wrong: only that entry's problem is reported
+    path = write(tmp_path, f"""
+name = "s"
+seeds = [0]
+baseline = "a"
+[recipes.a]
+file = "{HERE / 'tiny.toml'}"
+overrides = "not-an-array"
+[recipes.v]
+base = "a"
+[recipes.w]
+base = "v"
+""")
+    rendered = problems_of(path)
+    assert len(rendered) == 1 and rendered[0].startswith("recipes.a.overrides: "), rendered
 
 
 def test_empty_seeds_wrong_types_and_missing_keys(tmp_path):
