@@ -97,6 +97,11 @@ def fmt(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
+def fmt_seconds(value: float) -> str:
+    """Seconds for people: whole seconds from 100 s up (2254, not 2.25e+03), 3 significant digits below."""
+    return f"{value:.0f}" if abs(value) >= 100 else fmt(float(value), 3)
+
+
 def mark(row: GroupStats) -> str:
     """"**": p < 0.05 after Holm's correction; "*": p < 0.05 uncorrected only; "": not significant or untested.
     A significant difference on a metric with a known direction also says "better" or "worse"."""
@@ -189,14 +194,14 @@ def timing_rows(results: StudyResults) -> tuple[list[str], list[list[str]]]:
         row = [group, str(len(cells))]
         for stage in stages:
             values = [d.timings[stage] for d in cells if stage in d.timings]
-            row.append(fmt(sum(values) / len(values), 3) if values else "")
+            row.append(fmt_seconds(sum(values) / len(values)) if values else "")
         total = sum(d.timings.get(k, 0.0) for d in cells for k in STAGE_TIMES.values())
         # a stage the cell's own folder completed whose seconds are unknown (resumed from an older state)
         partial = any(STAGE_TIMES[s] not in d.timings for d in cells for s in d.stages)
         known = any(k in d.timings for d in cells for k in STAGE_TIMES.values())
-        row.append(("at least " if partial else "") + fmt(float(total), 3) if known else "")
+        row.append(("at least " if partial else "") + fmt_seconds(total) if known else "")
         ran = [d.outcome.seconds for d in cells if d.outcome.seconds is not None]
-        row.append(fmt(float(sum(ran)), 3) if ran else "")
+        row.append(fmt_seconds(sum(ran)) if ran else "")
         rows.append(row)
     header = ["group", "cells", *[s.removeprefix("time_").removesuffix("_s") + " (s, mean)" for s in stages],
               "stages (s, total)", "cell runs (s, total)"]

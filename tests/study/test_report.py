@@ -184,3 +184,10 @@ def test_stage_seconds_total_says_at_least_when_a_cell_did_not_record_one(tmp_pa
     assert "| group | cells | autoencoder (s, mean) | denoiser (s, mean) | stages (s, total) |" in md
     assert "| sdvae | 3 | 3.5 | 10 | 40.5 | 12 |" in md  # 3 x (3.5 + 10)
     assert "| esm | 3 | 3.5 | 10 | at least 30.5 | 12 |" in md  # 3 x 3.5 + 2 x 10
+
+
+def test_seconds_are_whole_from_100_s_up():
+    from specmatch.study.report import fmt_seconds
+
+    assert fmt_seconds(2253.8) == "2254" and fmt_seconds(12345.4) == "12345"  # not 2.25e+03
+    assert fmt_seconds(99.5) == "99.5" and fmt_seconds(3.5) == "3.5" and fmt_seconds(0.0123) == "0.0123"
