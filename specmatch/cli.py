@@ -615,7 +615,7 @@ def stats(ctx: click.Context, source: str, output: str, split: str, images: int 
 @click.option("--baseline", help="With --report: the run (folder name) the others are compared against.")
 def compare(run_dirs: tuple[str, ...], as_json: bool, report_dir: str | None, baseline: str | None) -> None:
     """Metrics of several runs side by side (metrics.json, plus analysis.json where present)."""
-    from .compare import compare_runs, render_table, report_outcomes, run_metrics
+    from .compare import common_text_rows, compare_runs, render_table, report_outcomes, run_metrics
 
     dirs = [Path(d) for d in run_dirs]
     if baseline is not None and report_dir is None:
@@ -635,7 +635,12 @@ def compare(run_dirs: tuple[str, ...], as_json: bool, report_dir: str | None, ba
         click.echo(json.dumps({str(d): run_metrics(d) for d in dirs}, indent=2))
         return
     header, rows = compare_runs(dirs)
+    rows, common = common_text_rows(rows)
     click.echo(render_table(header, rows))
+    if common:
+        click.echo("\nthe same in every run:")
+        for key, value in common:
+            click.echo(f"  {key}: {value}")
 
 
 @main.group()

@@ -102,6 +102,18 @@ def compare_runs(run_dirs: list[Path]) -> tuple[list[str], list[list[Any]]]:
     return ["metric", *run_labels(run_dirs)], [[k, *[c.get(k) for c in columns]] for k in keys]
 
 
+def common_text_rows(rows: list[list[Any]]) -> tuple[list[list[Any]], list[tuple[str, str]]]:
+    """(rows, common): text values that every run shares (the reference file, the feature network) leave the
+    table for a list under it, so one long path does not widen every column."""
+    kept, common = [], []
+    for key, *values in rows:
+        if len(values) > 1 and isinstance(values[0], str) and all(v == values[0] for v in values):
+            common.append((key, values[0]))
+        else:
+            kept.append([key, *values])
+    return kept, common
+
+
 def diff_recipes(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     fa, fb = flatten(a), flatten(b)
     return [(k, fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]

@@ -116,6 +116,10 @@ def test_compare_and_recipes_diff(two_runs):
     text = invoke("compare", str(two_runs["sdvae"]), str(two_runs["dsm"]))
     assert text.splitlines()[0].split() == ["metric", "sdvae", "dsm"]
     assert any(line.startswith("recon_psnr ") for line in text.splitlines())
+    # text both runs share (the protocol) is listed once under the table, not as a column-widening row
+    table, _, common = text.partition("\nthe same in every run:\n")
+    assert "  protocol: custom" in common.splitlines()
+    assert not any(line.startswith("protocol ") for line in table.splitlines())
     data = json.loads(invoke("compare", "--json", str(two_runs["sdvae"]), str(two_runs["dsm"])))
     assert set(data) == {str(two_runs["sdvae"]), str(two_runs["dsm"])}
     diff = invoke("recipes", "diff", str(ROOT / "recipes/cpu/sdvae.toml"), str(ROOT / "recipes/cpu/dsm.toml"))
@@ -153,3 +157,14 @@ def test_compare_labels_runs_by_as_much_of_their_path_as_tells_them_apart(tmp_pa
     runs = [study / "ae" / "seed-0", study / "esm" / "seed-0", study / "esm" / "seed-1"]
     assert run_labels(runs) == ["ae/seed-0", "esm/seed-0", "esm/seed-1"]
     assert run_labels([tmp_path / "a", tmp_path / "b"]) == ["a", "b"]
+
+
+def test_only_text_every_run_shares_leaves_the_table():
+    from specmatch.compare import common_text_rows
+
+    rows = [["gen_reference", "/a/ref.npz", "/a/ref.npz"], ["protocol", "custom", "adm-50k-v1"],
+            ["gen_n", 1000, 1000], ["note", "x", None]]
+    kept, common = common_text_rows(rows)
+    assert common == [("gen_reference", "/a/ref.npz")]
+    assert [r[0] for r in kept] == ["protocol", "gen_n", "note"]  # differing text, numbers, a missing value
+    assert common_text_rows([["protocol", "custom"]]) == ([["protocol", "custom"]], [])  # one run: a table
