@@ -18,7 +18,7 @@ from specmatch.core.plan import STAGES
 
 from .cells import CellOutcome
 from .collect import CellData, collect_cell
-from .stats import GFID, Correlation, GroupStats, by_group, correlations, direction, summarize
+from .stats import GENERATION_PREFIX, GFID, Correlation, GroupStats, by_group, correlations, direction, summarize
 
 CSV_COLUMNS = ("group", "metric", "direction", "n", "mean", "sd", "ci_low", "ci_high", "diff_vs_baseline",
                "diff_ci_low", "diff_ci_high", "n_pairs", "p", "significant", "p_holm", "significant_holm", "rank",
@@ -33,6 +33,9 @@ class StudyResults:
     rows: list[GroupStats]
     correlations: list[Correlation]
     diagnostics: list[str]  # diagnostic scalar names (correlated with gFID)
+    # the other metrics against gFID (reconstruction, latent statistics): what a diagnostic must beat to add
+    # anything; generation metrics (gen_*) are left out, being measured on the same samples as gFID
+    metric_correlations: list[Correlation] = attrs.field(factory=list)
     missing: list[tuple[str, str, str]]  # (cell id, status, reason)
     notes: list[str]  # what a reader must know: a baseline without results, unpaired seeds, unreadable files
 
@@ -68,8 +71,10 @@ def analyse(outcomes: Sequence[CellOutcome], *, baseline: str | None, title: str
                          f"(no p-value)")
     diagnostics = sorted({k for d in cells for k in d.diagnostics})
     corr = correlations([d.values() for d in cells], diagnostics)
+    others = sorted({k for d in cells for k in d.metrics if not k.startswith(GENERATION_PREFIX)})
     return StudyResults(title=title, baseline=used, cells=cells, rows=rows, correlations=corr,
-                        diagnostics=diagnostics, missing=missing, notes=list(dict.fromkeys(notes)))
+                        diagnostics=diagnostics, metric_correlations=correlations([d.metrics for d in cells], others),
+                        missing=missing, notes=list(dict.fromkeys(notes)))
 
 
 def write_report(outcomes: Sequence[CellOutcome], *, output_dir: Path, baseline: str | None,
@@ -223,6 +228,10 @@ def render_markdown(results: StudyResults) -> str:
         lines += [f"| {c.diagnostic} | {c.rho:.3f} | {c.p:.3g} | {c.n} |" for c in results.correlations]
     else:
         lines.append(f"no diagnostic has {GFID} alongside it in 3 or more cells")
+    if results.metric_correlations:
+        lines += ["", f"The other metrics against {GFID}, for comparison (a diagnostic that ranks the cells no "
+                      f"better than these adds little):", "", "| metric | rho | p | N |", "|---|---|---|---|"]
+        lines += [f"| {c.diagnostic} | {c.rho:.3f} | {c.p:.3g} | {c.n} |" for c in results.metric_correlations]
     header, rows = timing_rows(results)
     lines += ["", "## Wall time", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

@@ -151,8 +151,13 @@ def _scatter(results: StudyResults) -> list[str]:
         if png is not None:
             figs.append(f"<figure>{img(png, f'{c.diagnostic} against {GFID}')}"
                         f"<figcaption>{esc(c.diagnostic)}</figcaption></figure>")
-    return out + ['<p class="note">Spearman rank correlation over all cells with both numbers</p>',
-                  table(["diagnostic", "rho", "p", "N"], rows), f'<div class="figures">{"".join(figs)}</div>']
+    out += ['<p class="note">Spearman rank correlation over all cells with both numbers</p>',
+            table(["diagnostic", "rho", "p", "N"], rows), f'<div class="figures">{"".join(figs)}</div>']
+    others = [[c.diagnostic, f"{c.rho:.3f}", f"{c.p:.3g}", str(c.n)] for c in results.metric_correlations]
+    if others:
+        out += [f'<p class="note">The other metrics against {esc(GFID)}, for comparison (a diagnostic that ranks '
+                f'the cells no better than these adds little)</p>', table(["metric", "rho", "p", "N"], others)]
+    return out
 
 
 def _recipe_diffs(results: StudyResults) -> list[str]:

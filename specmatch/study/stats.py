@@ -18,7 +18,8 @@ from scipy import stats as st
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
-GFID = "gen_fid"  # generation FID in metrics.json (engine/stages/evaluation.py: prefix "gen_" + "fid")
+GENERATION_PREFIX = "gen_"  # metrics of the generated samples (engine/stages/evaluation.py)
+GFID = GENERATION_PREFIX + "fid"  # generation FID in metrics.json
 
 
 def direction(metric: str) -> str | None:

@@ -191,3 +191,20 @@ def test_seconds_are_whole_from_100_s_up():
 
     assert fmt_seconds(2253.8) == "2254" and fmt_seconds(12345.4) == "12345"  # not 2.25e+03
     assert fmt_seconds(99.5) == "99.5" and fmt_seconds(3.5) == "3.5" and fmt_seconds(0.0123) == "0.0123"
+
+
+def test_other_metrics_are_correlated_with_gfid_for_comparison(tmp_path):
+    """Reconstruction metrics get a Spearman row of their own (what a diagnostic must beat); generation metrics,
+    measured on the same samples as gFID, do not."""
+    outcomes = []
+    for recipe, fids in FID.items():
+        for seed, fid in enumerate(fids):  # PSNR falls as gFID rises: rho = -1 exactly
+            run = write_run(tmp_path / "cells" / recipe, f"seed-{seed}", seed=seed, gen_fid=fid, psnr=100.0 - fid,
+                            latent_slope=SLOPE[recipe], latent_channels=4)
+            outcomes.append(CellOutcome(cell=Cell(recipe=recipe, seed=seed, run_dir=run), status="complete"))
+    results = analyse(outcomes, baseline="sdvae", title="t")
+    assert [(c.diagnostic, round(c.rho, 6), c.n) for c in results.metric_correlations] == [("recon_psnr", -1.0, 6)]
+    md = render_markdown(results)
+    assert "| recon_psnr | -1.000 |" in md and "| gen_kid |" not in md.split("## Diagnostics")[1]
+    html = write_report(outcomes, output_dir=tmp_path / "report", baseline="sdvae", title="t")["html"].read_text()
+    assert "<td>recon_psnr</td><td>-1.000</td>" in html
