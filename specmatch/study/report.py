@@ -107,6 +107,11 @@ def fmt_seconds(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else fmt(float(value), 3)
 
 
+def correlation_cells(c: Correlation) -> list[str]:
+    """One row of a Spearman table (diagnostic or metric, rho, p, N), as both report files show it."""
+    return [c.diagnostic, f"{c.rho:.3f}", f"{c.p:.3g}", str(c.n)]
+
+
 def mark(row: GroupStats) -> str:
     """"**": p < 0.05 after Holm's correction; "*": p < 0.05 uncorrected only; "": not significant or untested.
     A significant difference on a metric with a known direction also says "better" or "worse"."""
@@ -225,13 +230,13 @@ def render_markdown(results: StudyResults) -> str:
     lines += ["", f"## Diagnostics against {GFID} (Spearman, all cells)", ""]
     if results.correlations:
         lines += ["| diagnostic | rho | p | N |", "|---|---|---|---|"]
-        lines += [f"| {c.diagnostic} | {c.rho:.3f} | {c.p:.3g} | {c.n} |" for c in results.correlations]
+        lines += ["| " + " | ".join(correlation_cells(c)) + " |" for c in results.correlations]
     else:
         lines.append(f"no diagnostic has {GFID} alongside it in 3 or more cells")
     if results.metric_correlations:
         lines += ["", f"The other metrics against {GFID}, for comparison (a diagnostic that ranks the cells no "
                       f"better than these adds little):", "", "| metric | rho | p | N |", "|---|---|---|---|"]
-        lines += [f"| {c.diagnostic} | {c.rho:.3f} | {c.p:.3g} | {c.n} |" for c in results.metric_correlations]
+        lines += ["| " + " | ".join(correlation_cells(c)) + " |" for c in results.metric_correlations]
     header, rows = timing_rows(results)
     lines += ["", "## Wall time", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

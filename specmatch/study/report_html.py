@@ -9,7 +9,7 @@ import html
 from pathlib import Path
 
 from . import figures
-from .report import LEGEND, TABLE_HEADER, StudyResults, headline, table_rows, timing_rows
+from .report import LEGEND, TABLE_HEADER, StudyResults, correlation_cells, headline, table_rows, timing_rows
 from .stats import GFID
 
 STYLE = """
@@ -144,7 +144,7 @@ def _scatter(results: StudyResults) -> list[str]:
     out = [f"<h2>Diagnostics against {esc(GFID)}</h2>"]
     if not results.correlations:
         return out + [f"<p>no diagnostic has {esc(GFID)} alongside it in 3 or more cells</p>"]
-    rows = [[c.diagnostic, f"{c.rho:.3f}", f"{c.p:.3g}", str(c.n)] for c in results.correlations]
+    rows = [correlation_cells(c) for c in results.correlations]
     figs = []
     for c in results.correlations:
         png = _draw(figures.scatter_figure, results.cells, c, out=figs)
@@ -153,7 +153,7 @@ def _scatter(results: StudyResults) -> list[str]:
                         f"<figcaption>{esc(c.diagnostic)}</figcaption></figure>")
     out += ['<p class="note">Spearman rank correlation over all cells with both numbers</p>',
             table(["diagnostic", "rho", "p", "N"], rows), f'<div class="figures">{"".join(figs)}</div>']
-    others = [[c.diagnostic, f"{c.rho:.3f}", f"{c.p:.3g}", str(c.n)] for c in results.metric_correlations]
+    others = [correlation_cells(c) for c in results.metric_correlations]
     if others:
         out += [f'<p class="note">The other metrics against {esc(GFID)}, for comparison (a diagnostic that ranks '
                 f'the cells no better than these adds little)</p>', table(["metric", "rho", "p", "N"], others)]

@@ -267,7 +267,8 @@ def _structure_study(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]
     """Structure the top-level keys one by one, and each ``[recipes.<label>]`` and ``[denoisers.<label>]``
     entry on its own (as core structures a recipe's tables), so one bad key does not hide the others' problems.
 
-    Returns the values that structured (a recipes or denoisers table keeps its good entries) and the problems.
+    Returns the values: each key that structured, a key not written at its default, no entry for a key that
+    did not structure (a recipes or denoisers table keeps its good entries); and the problems.
     """
     resolve_types_deep(StudyFile)
     fields = {f.name: f for f in attrs.fields(StudyFile)}
@@ -279,6 +280,9 @@ def _structure_study(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]
         if name not in raw:
             if field.default is attrs.NOTHING:
                 problems.append(Problem(name, "required key is missing"))
+            else:
+                default = field.default
+                values[name] = default.factory() if isinstance(default, attrs.Factory) else default
             continue
         if name in entry_types and isinstance(raw[name], dict):
             entries = {}
@@ -305,7 +309,7 @@ def load_study(path: str | Path, registry=None) -> Study:
     raw, problems = read_toml(source)
     if raw is None:
         raise StudyError(str(source), problems)
-    values, problems = _structure_study(raw)
+    values, problems = _structure_study(raw)  # a value that is None below did not structure: its checks wait
     name, seeds = values.get("name"), values.get("seeds")
     recipe_entries, denoiser_entries = values.get("recipes", {}), values.get("denoisers", {})
     # labels as written, including entries that did not structure: a reference to one is not "unknown"
@@ -321,8 +325,7 @@ def load_study(path: str | Path, registry=None) -> Study:
     if "recipes" in values and not recipe_labels:
         problems.append(Problem("recipes", "expected at least one [recipes.<label>] table"))
     diagnostics = values.get("analyze_diagnostics", ())
-    analyze_images = values.get("analyze_images", None if "analyze_images" in raw else 0)  # None: did not structure
-    if diagnostics and analyze_images == 0:
+    if diagnostics and values.get("analyze_images") == 0:
         problems.append(Problem("analyze_diagnostics", "set, but analyze_images is 0 (analyze does not run); set "
                                                        "analyze_images = N"))
     problems += _check_diagnostics(diagnostics, registry)
@@ -344,7 +347,7 @@ def load_study(path: str | Path, registry=None) -> Study:
         problems += den_problems
         if resolved_denoiser is not None:
             denoisers[label] = resolved_denoiser
-    baseline = values.get("baseline", "")
+    baseline = values.get("baseline") or ""
     baseline_label, _, baseline_denoiser = baseline.partition("/")
     if baseline and "recipes" in values and (baseline_label not in recipe_labels
                                              or (baseline_denoiser and baseline_denoiser not in denoiser_labels)):
